@@ -1,0 +1,39 @@
+# Two commands: `make run` starts the hub, `make test` runs the tests. See README.md.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HUB_PORT ?= 8000
+
+.PHONY: run test test-smoke lint schema clean
+
+$(VENV)/.runtime-installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.test-installed: $(VENV)/.runtime-installed requirements-test.txt
+	$(PY) -m pip install --quiet -r requirements-test.txt
+	@touch $@
+
+run: $(VENV)/.runtime-installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py ensure_admin
+	exec $(PY) manage.py runhub
+
+test: $(VENV)/.test-installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The quick part of the suite that proves the fresh-machine path (SQLite + filesystem broker).
+test-smoke: $(VENV)/.test-installed
+	$(PY) -m pytest -m smoke $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check .
+
+schema: $(VENV)/.runtime-installed
+	$(PY) manage.py spectacular --file schema.yaml --validate --fail-on-warn
+
+clean:
+	rm -rf $(VENV) .pytest_cache

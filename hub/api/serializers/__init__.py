@@ -1,0 +1,1 @@
+"""Serializers of the hub's platform resources (one module per concept)."""

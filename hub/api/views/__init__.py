@@ -1,0 +1,1 @@
+"""API views of the hub's platform resources (one module per concept)."""

@@ -52,7 +52,10 @@ def allocate_gid() -> int:
 def _apply_profile(user, data: dict[str, Any] | None) -> None:
     if not data:
         return
-    profile, _ = Profile.objects.get_or_create(user=user)
+    try:
+        profile = user.profile
+    except Profile.DoesNotExist:
+        profile = Profile(user=user)
     for name, value in data.items():
         setattr(profile, name, value)
     profile.save()
@@ -83,8 +86,7 @@ def create_user(actor, *, username: str, password: str, groups: list[Group] | No
     if groups is None:
         groups = list(Group.objects.filter(name=settings.HUB_USERS_GROUP))
     user.groups.set(groups)
-    Profile.objects.create(user=user)
-    _apply_profile(user, profile)
+    Profile.objects.create(user=user, **(profile or {}))
     _apply_nas_user(user, nas_user)
     return user
 

@@ -48,7 +48,9 @@ def _sync_response(sync_request) -> Response:
 class UserViewSet(HubModelViewSet):
     """API endpoint for managing users. Users are looked up by ``username``."""
 
-    queryset = User.objects.select_related("nas_user__primary_group", "profile").prefetch_related("groups")
+    queryset = (
+        User.objects.select_related("nas_user__primary_group", "profile").prefetch_related("groups").order_by("id")
+    )
     serializer_class = UserSerializer
     filterset_class = UserFilterSet
     lookup_field = "username"

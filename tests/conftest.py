@@ -38,6 +38,9 @@ def _fast_password_hashing(settings):
 @pytest.fixture(autouse=True)
 def _no_throttling(settings, request):
     """Throttles are tested on purpose (test_throttling); elsewhere they only add flakiness."""
+    from django.core.cache import cache
+
+    cache.clear()
     if "throttled" in request.keywords:
         return
     rest = dict(settings.REST_FRAMEWORK)

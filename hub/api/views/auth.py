@@ -8,10 +8,9 @@ from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
@@ -20,6 +19,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from hub import audit
+from hub.api.throttling import AuthThrottle
 from hub.api.serializers.clientkeys import ClientKeySerializer
 from hub.api.viewsets import HubModelViewSet
 from hub.filtersets import ClientKeyFilterSet
@@ -31,7 +31,7 @@ User = get_user_model()
 class AuthThrottleMixin:
     """Credential endpoints get their own, tighter rate (THROTTLE_AUTH) against guessing."""
 
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AuthThrottle]
     throttle_scope = "auth"
 
 
@@ -45,9 +45,12 @@ class TokenObtainView(AuthThrottleMixin, TokenObtainPairView):
             serializer.is_valid(raise_exception=True)
         except TokenError as exc:
             raise InvalidToken(exc.args[0]) from exc
-        except Exception:
-            audit.record(request, "login_failed", model=User, username=username)
-            raise
+        except exceptions.AuthenticationFailed as exc:
+            # Answered, not raised: a raised error rolls the request's transaction back, and the
+            # failed attempt must stay in the audit trail.
+            audit.record(request, "login_failed", model=User, username=username, status_code=401)
+            return Response({"detail": exc.detail, "code": exc.get_codes()}, status=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="api"'})
         request.user = serializer.user
         audit.record(request, "login", instance=serializer.user)
         return Response(serializer.validated_data)
@@ -67,6 +70,10 @@ class TokenVerifyView(AuthThrottleMixin, APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+
+    def get_authenticate_header(self, request) -> str:
+        # With no authenticators DRF would turn 401 into 403; an invalid token is a 401.
+        return 'Bearer realm="api"'
 
     @extend_schema(request=TokenVerifyRequest, responses={200: TokenVerifyRequest, 401: OpenApiResponse()})
     def post(self, request):

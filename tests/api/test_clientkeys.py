@@ -14,7 +14,7 @@ from hub.models import ClientKey, Feature
 from tests.api.matrix import PermissionMatrix, third_party_user
 from tests.factories import client_key
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 
 class TestClientKeyPermissions(PermissionMatrix):

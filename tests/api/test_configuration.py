@@ -9,7 +9,7 @@ from hub.configuration import CONFIGURATION_KEYS
 from hub.models import AuditEvent, GlobalSetting
 from tests.factories import SiteFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 REFERENCE_KEYS = {
     "analytics_timeout", "custom_statistics_tasks", "default_space_location", "force_local_managed_users",

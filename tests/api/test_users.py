@@ -10,7 +10,7 @@ from hub.models import AuditEvent, ConfigurationValue, IdSequence, NasUser, Sync
 from tests.api.matrix import PermissionMatrix, third_party_user
 from tests.factories import PASSWORD, GroupFactory, SiteFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 User = get_user_model()
 
 

@@ -19,8 +19,8 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from hub import audit
-from hub.api.throttling import AuthThrottle
 from hub.api.serializers.clientkeys import ClientKeySerializer
+from hub.api.throttling import AuthThrottle
 from hub.api.viewsets import HubModelViewSet
 from hub.filtersets import ClientKeyFilterSet
 from hub.models import ClientKey

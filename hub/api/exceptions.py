@@ -12,7 +12,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -41,6 +41,16 @@ def exception_handler(exc, context):
         return Response(
             {"detail": "The request conflicts with the current state of the resource (a value must be unique)."},
             status=status.HTTP_409_CONFLICT,
+        )
+    elif isinstance(exc, DataError):
+        # The database refused a value that validation let through (a NUL byte in a lookup or
+        # filter, a number out of the column's range): bad input, not a server fault.
+        logger.info("data error answered as 400: %s", exc)
+        set_rollback()
+        return Response(
+            {"detail": "A value in the request cannot be stored or searched "
+                       "(too long, out of range, or containing a NUL character)."},
+            status=status.HTTP_400_BAD_REQUEST,
         )
     elif isinstance(exc, SuspiciousOperation):
         exc = exceptions.ParseError(str(exc) or "Malformed request.")

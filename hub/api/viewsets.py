@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q
+from django.http import Http404
 from rest_framework import mixins, status, viewsets
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -54,6 +55,13 @@ class HubViewSetMixin:
         if getattr(self, "swagger_fake_view", False):
             return queryset.none()
         return restrict(queryset, self.request.user, VIEW, owned=self.owned_filter(self.request.user))
+
+    def get_object(self):
+        lookup = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")
+        if "\x00" in str(lookup):
+            # No object is named with a NUL byte, and PostgreSQL cannot even search for one.
+            raise Http404
+        return super().get_object()
 
     # --- page_size=0: every row, streamed ------------------------------------------------------
     def list(self, request, *args, **kwargs):

@@ -32,6 +32,8 @@ class TestGroupPermissions(PermissionMatrix):
         return [
             ({}, "name"),
             ({"name": "g" * 151}, "name"),
+            ({"name": "long-description", "description": "d" * 501}, "description"),
+            ({"name": 42.5, "users": "not-a-list"}, "users"),
             ({"name": "target-group"}, "name"),
             ({"name": "x1", "users": ["ghost"]}, "users"),
             ({"name": "x2", "permissions": [999999]}, "permissions"),

@@ -49,6 +49,9 @@ class TestUserPermissions(PermissionMatrix):
             ({"username": "x5", "password": "Sturdy-Pass-1234", "nas_user": {"allow_ssh": True}}, "nas_user"),
             ({"username": "x6", "password": "Sturdy-Pass-1234", "nas_user": {"primary_group": "Users"}},
              "nas_user"),
+            ({"username": "x8", "password": "Sturdy-Pass-1234", "first_name": "f" * 151}, "first_name"),
+            ({"username": "x9", "password": "Sturdy-Pass-1234", "profile": {"phone": "9" * 51}}, "profile"),
+            ({"username": "x10", "password": "Sturdy-Pass-1234", "profile": "flat"}, "profile"),
             ({"username": "x7", "password": "Sturdy-Pass-1234", "first_name": "nul\x00byte"}, "first_name"),
             ({"username": "target-user", "password": "Sturdy-Pass-1234"}, "username"),
         ]

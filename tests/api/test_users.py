@@ -159,6 +159,10 @@ def test_user_sees_and_edits_own_profile_but_not_own_groups(member, member_user)
     escalate = member.patch(me, {"groups": ["Administrators"]}, format="json")
     assert escalate.status_code == 403
     assert not member_user.groups.filter(name="Administrators").exists()
+    takeover = member.patch(me, {"password": "Taken-Over-Pass-99"}, format="json")
+    assert takeover.status_code == 403
+    member_user.refresh_from_db()
+    assert member_user.check_password(PASSWORD)
 
 
 def test_sync_records_a_request_and_answers_202(admin, member):

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -36,8 +36,10 @@ SyncAccepted = inline_serializer(
 )
 Detail = inline_serializer("Detail", {"detail": serializers.CharField()})
 
-# Fields of a user that only someone with the change permission may set (not the user itself).
-ADMIN_ONLY_USER_FIELDS = ("groups", "nas_user", "username")
+# Fields of a user that only someone with the change permission may set, not the user itself:
+# group membership would be self-promotion, and a password change must prove the old password
+# (change_password), so a stolen token cannot lock the owner out.
+ADMIN_ONLY_USER_FIELDS = ("groups", "nas_user", "username", "password")
 
 
 def _sync_response(sync_request) -> Response:
@@ -196,4 +198,4 @@ class MyPermissionsView(APIView):
         return Response([permissions.permissions_of(request.user)])
 
 
-__all__ = ["GroupViewSet", "MyPermissionsView", "PermissionViewSet", "UserViewSet", "status"]
+__all__ = ["GroupViewSet", "MyPermissionsView", "PermissionViewSet", "UserViewSet"]

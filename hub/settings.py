@@ -116,9 +116,6 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
 ]
-if env_bool("HUB_FAST_PASSWORD_HASHER", False):
-    # Tests only: PBKDF2 with hundreds of thousands of rounds dominates a suite's run time.
-    PASSWORD_HASHERS.insert(0, "django.contrib.auth.hashers.MD5PasswordHasher")
 
 JWT_PRIVATE_KEY, JWT_PUBLIC_KEY = load_signing_keys(VAR_DIR)
 SIMPLE_JWT = {
@@ -173,13 +170,6 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "Authorization",
-                           "description": "Client key: `Api-Key <key>`"},
-        }
-    },
-    "SECURITY": [{"jwtAuth": []}, {"ApiKeyAuth": []}],
 }
 
 # --- Celery ---------------------------------------------------------------------------------

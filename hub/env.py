@@ -7,6 +7,7 @@ variable, instead of silently falling back to a default and surprising an operat
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import secrets
@@ -111,3 +112,8 @@ def write_once(path: Path, make_content: Callable[[], str]) -> str:
 def read_or_create_secret(path: Path, *, length: int = 50) -> str:
     """Return the random secret kept in ``path``, generating it on first use."""
     return write_once(path, lambda: secrets.token_urlsafe(length)).strip()
+
+
+def read_or_create_fernet_key(path: Path) -> str:
+    """Return the Fernet key kept in ``path`` (32 url-safe base64 bytes), generating it once."""
+    return write_once(path, lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()).strip()

@@ -7,7 +7,12 @@ The rule for any model, now and later:
 * otherwise an object-level permission granted through guardian (to the user or one of the
   user's groups) allows it on that object;
 * a viewset may also name an *owner* rule (a client key belongs to its user; a user is its own
-  owner), and owners may view and change what they own.
+  owner), and owners may view and change what they own;
+* a model may name *permission parents* (``permission_parents = ("site",)`` on ``Node``): the
+  same permission on a parent covers the child, so a group granted ``view`` on a site sees its
+  nodes, pools and filesystems, and a group that administers (``change``) a space manages its
+  shares and targets. Parents may be foreign keys or many-to-many fields and may themselves
+  have parents.
 
 Lists are filtered to what the caller may view and an object the caller may not view is a 404,
 so the API never confirms that something exists to someone who may not see it. An object the
@@ -58,29 +63,76 @@ def has_model_perm(user: Any, model: type[models.Model], action: str) -> bool:
     return bool(getattr(user, "is_authenticated", False)) and user.has_perm(perm_name(model, action))
 
 
+def permission_parents(model: type[models.Model]) -> tuple[str, ...]:
+    return tuple(getattr(model, "permission_parents", ()))
+
+
+def _parent_objects(obj: models.Model, lookup: str) -> list[models.Model]:
+    field = type(obj)._meta.get_field(lookup)
+    if field.many_to_many:
+        return list(getattr(obj, lookup).all())
+    parent = getattr(obj, lookup, None)
+    return [parent] if parent is not None else []
+
+
 def has_object_perm(user: Any, obj: models.Model, action: str) -> bool:
-    """Model-level permission, or an object-level grant through guardian."""
-    if not getattr(user, "is_authenticated", False):
+    """Model-level permission, an object-level grant through guardian, or either on a parent."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
         return False
     name = perm_name(type(obj), action)
-    return user.has_perm(name) or user.has_perm(name, obj)
+    if user.has_perm(name) or user.has_perm(name, obj):
+        return True
+    return any(
+        has_object_perm(user, parent, action)
+        for lookup in permission_parents(type(obj))
+        for parent in _parent_objects(obj, lookup)
+    )
+
+
+def creatable_under(model: type[models.Model]) -> tuple[str, ...]:
+    """The foreign-key parents whose administrators (``change``) may add a ``model`` under them."""
+    return tuple(
+        lookup for lookup in permission_parents(model) if not model._meta.get_field(lookup).many_to_many
+    )
+
+
+def may_change_all(user: Any, model: type[models.Model]) -> bool:
+    """Whether ``user`` may change every object of ``model`` (no per-object check needed)."""
+    return has_model_perm(user, model, CHANGE) and bool(getattr(user, "is_active", False))
 
 
 def restrict(queryset: QuerySet, user: Any, action: str = VIEW, *, owned: Q | None = None) -> QuerySet:
-    """Filter ``queryset`` to the objects ``user`` may ``action`` (see the module docstring)."""
+    """Filter ``queryset`` to the objects ``user`` may ``action`` (see the module docstring).
+
+    Everything happens in one SQL query with subqueries, however many parents are involved, so
+    list endpoints keep a constant number of queries.
+    """
     if not getattr(user, "is_authenticated", False) or not user.is_active:
         return queryset.none()
     model = queryset.model
     if user.has_perm(perm_name(model, action)):
         return queryset
+    return queryset.filter(_permitted(model, user, action, owned=owned))
+
+
+def _permitted(model: type[models.Model], user: Any, action: str, *, owned: Q | None = None) -> Q:
     granted = get_objects_for_user(
         user, perm_name(model, action), klass=model.objects.all(), accept_global_perms=False,
         with_superuser=False,
     ).values("pk")
     condition = Q(pk__in=granted)
+    for lookup in permission_parents(model):
+        parent_model = model._meta.get_field(lookup).related_model
+        if user.has_perm(perm_name(parent_model, action)):
+            children = model.objects.filter(**{f"{lookup}__isnull": False})
+        else:
+            parents = parent_model.objects.filter(_permitted(parent_model, user, action)).values("pk")
+            children = model.objects.filter(**{f"{lookup}__in": parents})
+        # A subquery on the child's pk keeps many-to-many parents from duplicating rows.
+        condition |= Q(pk__in=children.values("pk"))
     if owned is not None:
         condition |= owned
-    return queryset.filter(condition)
+    return condition
 
 
 def grant(perm: str | Permission, who: AbstractBaseUser | Group, obj: models.Model | None = None) -> None:
@@ -208,7 +260,12 @@ class HubObjectPermissions(drf_permissions.BasePermission):
         if required == ADD and getattr(view, "action", None) == "create":
             if getattr(view, "owners_may_create", False):
                 return True
-            return has_model_perm(user, view.get_queryset().model, ADD)
+            model = view.get_queryset().model
+            if has_model_perm(user, model, ADD):
+                return True
+            # Whoever administers the parent may add children to it; the view checks the
+            # parent named in the payload (``HubViewSetMixin.check_parent_permission``).
+            return bool(creatable_under(model))
         return True
 
     def has_object_permission(self, request: Request, view: APIView, obj: models.Model) -> bool:

@@ -12,7 +12,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from hub.env import env_bool, env_int, env_list, env_rate, env_str, read_or_create_secret
+from hub.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    read_or_create_fernet_key,
+    read_or_create_secret,
+)
 from hub.keys import load_signing_keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -227,6 +235,13 @@ LOGGING = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+
+# Keys for secrets stored in the database (bucket credentials). The first key encrypts; every
+# key decrypts, so a key is rotated by putting a new one first. Fernet keys: 32 url-safe base64
+# bytes. Without the variable a key is generated once into var/.
+HUB_FIELD_ENCRYPTION_KEYS = env_list("HUB_FIELD_ENCRYPTION_KEYS", []) or [
+    read_or_create_fernet_key(VAR_DIR / "field_encryption.key")
+]
 
 # Trust X-Forwarded-For for the audit trail's client address (only behind a proxy that sets it).
 HUB_TRUST_X_FORWARDED_FOR = env_bool("HUB_TRUST_X_FORWARDED_FOR", False)

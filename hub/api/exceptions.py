@@ -72,3 +72,19 @@ def json_not_found(request, exception=None):
 def json_server_error(request):
     """handler500: never an HTML traceback page to an API client."""
     return JsonResponse({"detail": "Internal server error."}, status=500)
+
+
+class Conflict(exceptions.APIException):
+    """409: the request is valid but the resource's current state forbids it (in use, busy)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The resource is in use."
+    default_code = "conflict"
+
+
+class AgentUnavailable(exceptions.APIException):
+    """504: the site's agent did not answer in time (offline, or busy)."""
+
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_detail = "The site's agent did not answer in time."
+    default_code = "agent_timeout"

@@ -19,13 +19,14 @@ from typing import Any
 from django.db.models import Q
 from django.http import Http404
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from hub import audit
+from hub import audit, permissions
 from hub.api.pagination import HubPagination
 from hub.api.streaming import stream_json_list
-from hub.permissions import VIEW, HubObjectPermissions, restrict
+from hub.permissions import CHANGE, VIEW, HubObjectPermissions, restrict
 
 _CRUD_ACTIONS = {"list", "retrieve", "create", "update", "partial_update", "destroy", "metadata"}
 
@@ -94,7 +95,35 @@ class HubViewSetMixin:
     def destroy_instance(self, instance) -> None:
         instance.delete()
 
+    def check_parent_permission(self, serializer) -> None:
+        """Without the model-level ``add`` permission, a caller may only add an object under a
+        parent it administers (a share under a space it may change)."""
+        user = self.request.user
+        model = self.get_queryset().model
+        if self.owners_may_create or permissions.has_model_perm(user, model, "add"):
+            return
+        parents = [serializer.validated_data.get(lookup) for lookup in permissions.creatable_under(model)]
+        if not parents or not all(p is not None and permissions.has_object_perm(user, p, CHANGE) for p in parents):
+            raise PermissionDenied("You do not have permission to add this here.")
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        context["editable"] = self.editable
+        return context
+
+    def editable(self, obj) -> bool:
+        """Whether the caller may change ``obj``; one query per request, whatever the page size."""
+        user = self.request.user
+        model = type(obj)
+        if permissions.may_change_all(user, model):
+            return True
+        cache = self.__dict__.setdefault("_editable_ids", {})
+        if model not in cache:
+            cache[model] = set(restrict(model.objects.all(), user, CHANGE).values_list("pk", flat=True))
+        return obj.pk in cache[model]
+
     def perform_create(self, serializer):
+        self.check_parent_permission(serializer)
         instance = self.create_instance(serializer)
         serializer.instance = instance
         audit.record(self.request, "create", instance=instance, changes=audit.diff({}, self.representation(instance)))

@@ -1,0 +1,178 @@
+"""The wire contract between the hub and site agents: task names and message shapes.
+
+Both sides import this module (the hub to publish orders and read reports, the agent to serve
+them), and it imports nothing but the standard library, so the agent stays free of Django.
+
+Direction of travel:
+
+* hub -> agent: an *order* published to the site's broker queue (``<site>`` for the default
+  queue, ``<site>.<queue>`` for a function queue) under one of ``AgentTask``'s names, with the
+  Celery task id equal to the hub's ``SettingsTask.task_id`` so reports can be matched.
+* agent -> hub: a *report* published to the hub's queue (``HUB_QUEUE``) under one of
+  ``HubTask``'s names. The hub worker applies it to the database; the agent never touches it.
+
+Messages are JSON. Credentials never travel in an order in clear (see ``TargetOrder``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+HUB_QUEUE = "hub"
+DEFAULT_QUEUE = "default"
+
+
+class AgentTask:
+    """Names of the tasks an agent serves (orders from the hub)."""
+
+    APPLY_SETTINGS = "agent.apply_settings"
+    REPORT_SETTINGS = "agent.report_settings"
+    INVENTORY = "agent.inventory"
+    CREATE_SPACE = "agent.create_space"
+    APPLY_SHARES = "agent.apply_shares"
+    CONFIGURE_TARGET = "agent.configure_target"
+    REMOVE_TARGET = "agent.remove_target"
+    LIST_TARGET = "agent.list_target"
+    SYNC_ACCOUNTS = "agent.sync_accounts"
+
+
+class HubTask:
+    """Names of the tasks the hub worker serves (reports from agents)."""
+
+    HEARTBEAT = "hub.sites.heartbeat"
+    INVENTORY = "hub.sites.inventory"
+    TASK_RESULT = "hub.sites.task_result"
+
+
+def broker_queue(site: str, queue: str = DEFAULT_QUEUE) -> str:
+    """The broker queue an agent of ``site`` consumes for its ``queue``."""
+    return site if queue == DEFAULT_QUEUE else f"{site}.{queue}"
+
+
+# --- agent -> hub reports ----------------------------------------------------------------------
+
+class Heartbeat(TypedDict):
+    """Sent every few seconds by each agent node. ``sent_at`` is ISO 8601 with a time zone."""
+
+    site: str
+    node: str
+    queues: list[str]  # queue names as the hub knows them: "default", "discovery", ...
+    sent_at: str
+    info: NotRequired[dict[str, Any]]  # version, pid, concurrency per queue...
+
+
+class FilesystemReport(TypedDict):
+    name: str
+    mountpoint: str
+    fstype: NotRequired[str]
+    capacity: NotRequired[int]
+    used_space: NotRequired[int]
+    free_space: NotRequired[int]
+
+
+class PoolReport(TypedDict):
+    filesystem: str
+    name: str
+    capacity: int
+    used_space: int
+    free_space: int
+    is_default: NotRequired[bool]
+
+
+class FilesetReport(TypedDict):
+    filesystem: str
+    name: str
+    path: NotRequired[str]
+    status: NotRequired[str]
+    block_quota: NotRequired[int]
+    block_usage: NotRequired[int]
+    files_quota: NotRequired[int]
+    files_usage: NotRequired[int]
+
+
+class ServerReport(TypedDict):
+    name: str
+    list_of_interfaces: NotRequired[list[dict[str, Any]]]
+
+
+class SiteCounts(TypedDict, total=False):
+    files_count: int
+    directories_count: int
+    files_hydrated_count: int
+    files_stubbed_count: int
+
+
+class SpaceUsage(TypedDict):
+    mountpoint: str
+    used_space: int
+    used_files: NotRequired[int]
+
+
+class InventoryReport(TypedDict):
+    """The agent's picture of its site; each list replaces the hub's list for the site."""
+
+    site: str
+    node: str
+    filesystems: list[FilesystemReport]
+    pools: list[PoolReport]
+    filesets: list[FilesetReport]
+    servers: list[ServerReport]
+    counts: NotRequired[SiteCounts]
+    spaces: NotRequired[list[SpaceUsage]]
+    task_id: NotRequired[str]  # set when the report answers a refresh order
+
+
+TaskState = Literal["STARTED", "SUCCESS", "FAILURE"]
+
+
+class TaskResult(TypedDict):
+    """The outcome of an order. ``results`` is the order-specific answer (see each order)."""
+
+    task_id: str
+    state: TaskState
+    results: NotRequired[Any]
+    error: NotRequired[str]
+    at: NotRequired[str]
+
+
+# --- hub -> agent orders -------------------------------------------------------------------------
+
+class SettingsOrder(TypedDict):
+    """``agent.apply_settings``: the complete key/value settings for the site (global + site)."""
+
+    site: str
+    settings: dict[str, Any]
+
+
+class SpaceOrder(TypedDict):
+    """``agent.create_space``: make ``mountpoint`` exist (a GPFS fileset on GPFS sites), with
+    quota ``size`` bytes (None: unlimited) in ``pool`` (None: the filesystem default)."""
+
+    space: str
+    mountpoint: str
+    size: int | None
+    pool: str | None
+    permission_mode: str
+
+
+class TargetOrder(TypedDict):
+    """``agent.configure_target`` / ``agent.remove_target``: the target and its bucket without
+    credentials. The agent obtains credentials through ``credentials_ref`` (issue: site agent)."""
+
+    endpoint_name: str
+    target: dict[str, Any]
+    bucket: dict[str, Any]
+    credentials_ref: dict[str, Any]
+
+
+class ListTargetOrder(TypedDict):
+    """``agent.list_target``: one page of the remote listing of a target.
+
+    The answer (``TaskResult.results``) is ``{"path", "marker", "next_marker", "files":
+    [{"name", "path", "size", "type"}], "directories": [...], "summary": {...}}``.
+    """
+
+    endpoint_name: str
+    path: str
+    max_items: int
+    marker: str

@@ -1,0 +1,1 @@
+"""Estate API views, one module per area; each exposes ``routes`` and ``urlpatterns``."""

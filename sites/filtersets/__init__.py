@@ -1,0 +1,1 @@
+"""Filter sets of the estate endpoints, one module per area."""

@@ -1,4 +1,7 @@
-"""Run the hub in the foreground: the web server now; the hub worker and demo agent join later.
+"""Run the hub in the foreground: the web server and the hub worker (the demo agent joins later).
+
+The hub worker consumes the ``hub`` queue: agents' heartbeats, inventory reports and task
+results arrive there and are applied to the database (the agent never touches it).
 
 Every child is started in its own process group and stopped (SIGTERM, then SIGKILL after a
 grace period) when this command gets Ctrl-C or SIGTERM, or when any child exits, so nothing is
@@ -26,6 +29,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("HUB_PORT", "8000")))
         parser.add_argument("--bind", default=os.environ.get("HUB_BIND", "127.0.0.1"))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("HUB_WEB_WORKERS", "2")))
+        parser.add_argument("--worker-concurrency", type=int,
+                            default=int(os.environ.get("HUB_WORKER_CONCURRENCY", "2")))
 
     def commands(self, options) -> dict[str, list[str]]:
         python = sys.executable
@@ -35,6 +40,11 @@ class Command(BaseCommand):
                 "--bind", f"{options['bind']}:{options['port']}",
                 "--workers", str(options["workers"]),
                 "--access-logfile", "-", "--graceful-timeout", str(GRACE_SECONDS),
+            ],
+            "worker": [
+                python, "-m", "celery", "-A", "hub", "worker", "-Q", "hub",
+                "--concurrency", str(options["worker_concurrency"]), "--hostname", "hub@%h",
+                "--without-mingle", "--without-gossip", "--loglevel", "INFO",
             ],
         }
 

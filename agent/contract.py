@@ -155,6 +155,16 @@ class SpaceOrder(TypedDict):
     permission_mode: str
 
 
+class SharesOrder(TypedDict):
+    """``agent.apply_shares``: everything ``space`` publishes on one site (built by ``sites.services.shares``)."""
+
+    space: str
+    space_uuid: str
+    mountpoint: str
+    nfs: list[dict[str, Any]]
+    smb: list[dict[str, Any]]
+
+
 class TargetOrder(TypedDict):
     """``agent.configure_target`` / ``agent.remove_target``: the target and its bucket without
     credentials. The agent obtains credentials through ``credentials_ref`` (issue: site agent)."""

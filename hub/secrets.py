@@ -4,7 +4,8 @@ Bucket and data-store credentials are kept with Fernet (AES-128-CBC + HMAC-SHA25
 keys in ``settings.HUB_FIELD_ENCRYPTION_KEYS``. The first key encrypts and every key decrypts,
 so rotating a key is: put the new key first, restart, re-save the rows (``rotate_secrets``),
 then drop the old key. The database never holds a plaintext credential, so a dump or a backup
-of it does not leak the estate's cloud keys.
+of it does not leak the estate's cloud keys; ``dumpdata`` writes the ciphertext too (and
+``loaddata`` decrypts it back), so a fixture does not leak them either.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 
 PREFIX = "fernet:"
@@ -78,3 +79,22 @@ class EncryptedTextField(models.TextField):
         if not value:
             return ""
         return encrypt(str(value))
+
+    def to_python(self, value: Any) -> Any:
+        """Plaintext as given; a ``fernet:`` token (what ``value_to_string`` writes into a dump) is
+        decrypted, so ``loaddata`` restores the secret rather than storing the token as one."""
+        value = super().to_python(value)
+        if isinstance(value, str) and value.startswith(PREFIX):
+            try:
+                return cipher().decrypt(value[len(PREFIX):].encode()).decode()
+            except InvalidToken:
+                raise ValidationError(
+                    "An encrypted value ('fernet:...') that HUB_FIELD_ENCRYPTION_KEYS cannot decrypt.",
+                    code="undecryptable",
+                ) from None
+        return value
+
+    def value_to_string(self, obj: models.Model) -> str:
+        """What serializers (``dumpdata``) write: ciphertext, so a dump never holds a credential."""
+        value = self.value_from_object(obj)
+        return encrypt(str(value)) if value else ""

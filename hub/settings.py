@@ -178,6 +178,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several serializers have a field called ``type``; name each enum so they do not collide.
+    "ENUM_NAME_OVERRIDES": {"TokenTypeEnum": ["access", "refresh"]},
 }
 
 # --- Celery ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from rest_framework.exceptions import ValidationError
 
 from hub.models import GlobalSetting
 from sites.models import Site
+from sites.services.sites import push_site_settings
 
 
 def apply_global_settings(actor, values: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -42,9 +43,13 @@ def resolve_site(name: str | None) -> Site | None:
 
 
 def push_global_settings(actor, *, site: Site | None) -> list[dict[str, Any]]:
-    """Send the stored settings to ``site`` (or every site) and return ``[{site, task_id}]``.
+    """Send the settings to ``site`` (or every site) and return ``[{site, task_id}]``.
 
-    Sites have no agents yet, so there is nothing to send to and the list is empty; the agent
-    work replaces this with a task per site published after the commit.
+    Each site gets an ``apply_settings`` task carrying its effective settings (global ones
+    overridden by the site's own); the orders are published after the request's commit.
     """
-    return []
+    targets = [site] if site is not None else list(Site.objects.order_by("name"))
+    return [
+        {"site": target.name, "task_id": str(push_site_settings(actor, target).task_id)}
+        for target in targets
+    ]

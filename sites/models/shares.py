@@ -48,8 +48,9 @@ class NfsClient(models.Model):
     insecure_ports = models.BooleanField(default=False)
     force_root_user_id = models.BooleanField(default=True)  # root_squash
     force_all_user_id = models.BooleanField(default=False)  # all_squash
-    anonymous_user_id = models.IntegerField(null=True, blank=True)
-    anonymous_group_id = models.IntegerField(null=True, blank=True)
+    # NFS ids are unsigned 32-bit: a BigIntegerField holds the whole range on every database.
+    anonymous_user_id = models.BigIntegerField(null=True, blank=True)
+    anonymous_group_id = models.BigIntegerField(null=True, blank=True)
     advanced_settings = models.JSONField(default=dict, blank=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
 

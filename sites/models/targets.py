@@ -23,9 +23,9 @@ class Bucket(models.Model):
         GCS = "gcs", "Google Cloud Storage"
         FS = "fs", "POSIX folder"
 
-    name = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, db_index=True)
     label = models.CharField(max_length=255, blank=True, default="")
-    storage_type = models.CharField(max_length=10, choices=StorageType.choices)
+    storage_type = models.CharField(max_length=10, choices=StorageType.choices, db_index=True)
     endpoint = models.CharField(max_length=255, blank=True, default="")
     port = models.PositiveIntegerField(null=True, blank=True)
     scheme = models.CharField(max_length=5, blank=True, default="")

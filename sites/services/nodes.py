@@ -1,21 +1,30 @@
-"""Heartbeats from agent nodes, and site health derived from them."""
+"""Heartbeats from agent nodes, site health derived from them, and the hub's own health checks."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Max
+from django.db import connection, transaction
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from hub import permissions
+from hub.api.exceptions import Conflict
 from sites.models import DEFAULT_QUEUE, NAME_VALIDATOR, Node, Queue, Site, heartbeat_cutoff
 
 logger = logging.getLogger(__name__)
 
 OK, WARNING, CRITICAL = "ok", "warning", "critical"
+_SEVERITY = {OK: 0, WARNING: 1, CRITICAL: 2}
+# A health probe must answer quickly even when the broker host is gone (a monitoring system
+# polls it, and a hung probe would hold a web worker).
+BROKER_CHECK_TIMEOUT = 2.0
 
 
 class HeartbeatRejected(ValueError):
@@ -44,12 +53,18 @@ def record_heartbeat(beat: dict[str, Any]) -> Node:
     node_name = str(beat.get("node") or "").strip()
     if not node_name or len(node_name) > 255:
         raise HeartbeatRejected("a heartbeat needs a node name of at most 255 characters")
-    queue_names = [str(q) for q in beat.get("queues") or [DEFAULT_QUEUE]]
+    raw_queues = beat.get("queues") or [DEFAULT_QUEUE]
+    if not isinstance(raw_queues, list):
+        # A bare string would otherwise be read as one queue per character.
+        raise HeartbeatRejected(f"queues must be a list of names, not {type(raw_queues).__name__}")
+    queue_names = list(dict.fromkeys(str(q) for q in raw_queues))
     for name in queue_names:
         try:
             NAME_VALIDATOR(name)
         except Exception as exc:
             raise HeartbeatRejected(f"bad queue name {name!r}") from exc
+        if len(name) > Queue._meta.get_field("name").max_length:
+            raise HeartbeatRejected(f"queue name {name[:20]!r}... is too long")
     at = _sent_at(beat.get("sent_at"))
 
     node, _ = Node.objects.get_or_create(site=site, name=node_name)
@@ -133,3 +148,97 @@ def sites_health(sites: list[Site]) -> dict[int, dict[str, Any]]:
 
 def newest_heartbeat(site: Site) -> datetime | None:
     return site.nodes.aggregate(newest=Max("last_heartbeat"))["newest"]
+
+
+@transaction.atomic
+def delete_node(actor, node: Node) -> None:
+    """Forget a node that has stopped beating (decommissioned host, renamed machine).
+
+    Refused while the node is online: it would reappear with its next heartbeat, and deleting it
+    would not stop the agent. The delete is conditional on the heartbeat being old, so a beat
+    arriving between the check and the delete cannot be lost.
+    """
+    cutoff = heartbeat_cutoff()
+    permissions.forget_object(node)
+    deleted, _ = (
+        Node.objects.filter(pk=node.pk)
+        .filter(Q(last_heartbeat__isnull=True) | Q(last_heartbeat__lt=cutoff))
+        .delete()
+    )
+    if not deleted:
+        raise Conflict(
+            f"Node '{node.name}' is online (it sent a heartbeat less than "
+            f"{int((timezone.now() - cutoff).total_seconds())} s ago). Stop its agent first; it can be deleted "
+            f"once it has been silent for that long."
+        )
+
+
+def worst(statuses: Iterable[str]) -> str:
+    """The most severe of ``ok`` / ``warning`` / ``critical`` (``ok`` for none)."""
+    return max(statuses, key=_SEVERITY.__getitem__, default=OK)
+
+
+def _timed(probe: Callable[[], str], timeout: float) -> dict[str, Any]:
+    """Run ``probe`` in a daemon thread, giving up after ``timeout`` seconds.
+
+    Client libraries do not all honour a connect timeout (DNS lookups, TLS handshakes), so the
+    bound is enforced here; a probe that overruns is left to finish on its own.
+    """
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["detail"] = probe()
+            outcome["status"] = OK
+        except Exception as exc:  # noqa: BLE001 - any failure of the dependency is the answer
+            outcome["detail"] = f"{type(exc).__name__}: {exc}"
+            outcome["status"] = CRITICAL
+
+    started = time.monotonic()
+    thread = threading.Thread(target=run, name="health-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    elapsed = round(time.monotonic() - started, 3)
+    if thread.is_alive() or "status" not in outcome:
+        return {"status": CRITICAL, "detail": f"No answer within {timeout:g} s.", "seconds": elapsed}
+    return {"status": outcome["status"], "detail": outcome["detail"], "seconds": elapsed}
+
+
+def check_database() -> dict[str, Any]:
+    """Whether the hub's database answers a trivial query (run in the caller's connection)."""
+    started = time.monotonic()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        status, detail = OK, f"{connection.vendor} reachable."
+    except Exception as exc:  # noqa: BLE001 - any failure of the database is the answer
+        status, detail = CRITICAL, f"{type(exc).__name__}: {exc}"
+    return {"status": status, "detail": detail, "seconds": round(time.monotonic() - started, 3)}
+
+
+def check_broker(timeout: float = BROKER_CHECK_TIMEOUT) -> dict[str, Any]:
+    """Whether the Celery broker accepts a connection, bounded by ``timeout`` seconds."""
+
+    def probe() -> str:
+        from hub.celery import app
+
+        with app.connection_for_write(connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+            return f"{conn.transport_cls} reachable."
+
+    return _timed(probe, timeout)
+
+
+def hub_checks() -> dict[str, dict[str, Any]]:
+    """The hub's own dependencies: ``{"database": {...}, "broker": {...}}``."""
+    return {"database": check_database(), "broker": check_broker()}
+
+
+def overall_health(sites: list[Site]) -> dict[str, Any]:
+    """Hub checks plus the health of ``sites`` (those the caller may view); status is the worst."""
+    checks = hub_checks()
+    by_site = sites_health(sites)
+    site_rows = [{"site": site, **by_site[site.pk]} for site in sites]
+    status = worst([*(check["status"] for check in checks.values()), *(row["status"] for row in site_rows)])
+    return {"status": status, "checks": checks, "sites": site_rows, "checked": timezone.now().isoformat()}

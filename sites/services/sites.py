@@ -1,4 +1,10 @@
-"""Site lifecycle, site settings and inventory refresh."""
+"""Site lifecycle, site settings and inventory refresh.
+
+A site's ``name`` is also the name of its agents' broker queue (``agent.contract.broker_queue``)
+and the name agents put in their heartbeats, so it is fixed once agents have reported: renaming
+would leave the running agents consuming a queue nothing is sent to, and their heartbeats would
+be rejected as coming from an unknown site.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,17 @@ from typing import Any
 from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
+from hub import permissions
 from hub.api.exceptions import Conflict
 from hub.models import GlobalSetting
-from sites.models import SettingsTask, Site, SiteSetting
+from sites.models import ExternalTarget, SettingsTask, Site, SiteSetting, heartbeat_cutoff
 from sites.services.nodes import ensure_default_queue
 from sites.services.site_tasks import send_site_task
 
-SETTING_KEY = re.compile(r"^[a-z0-9][a-z0-9_.-]*(:[a-z0-9][a-z0-9_.-]*)+$")
+# The same rule as global settings (``hub.api.serializers.config``): a site setting overrides the
+# global one of the same key, so every global key must be expressible here too.
+SETTING_KEY = re.compile(r"^[A-Za-z0-9_.\-]+(:[A-Za-z0-9_.\-]+)+$")
+SETTING_KEY_HELP = "'section:name' (letters, digits, '_', '.', '-' separated by ':'), e.g. 'samba:realm'"
 
 # Settings every site starts with ("settings/refresh" creates any that are missing). Keys are
 # ``<component>:<name>``; the agent applies them.
@@ -32,6 +42,7 @@ DEFAULT_SITE_SETTINGS: dict[str, tuple[Any, str]] = {
 }
 
 
+@transaction.atomic
 def create_site(actor, **fields: Any) -> Site:
     """A site with its default queue and default settings (its agent is installed separately)."""
     site = Site.objects.create(**fields)
@@ -52,9 +63,13 @@ def _ensure_default_settings(site: Site) -> list[str]:
 
 
 def validate_setting_values(values: Any) -> list[dict[str, Any]]:
-    """Check ``[{key, value}]``: keys well-formed and unique; ``value`` any JSON (null deletes)."""
+    """Check ``[{key, value}]``: keys well-formed and given once; ``value`` any JSON (null deletes).
+
+    Errors are ``{index: {"key": [...]}}`` (or a list for a malformed whole), for the caller to
+    report under its own field name (``values``).
+    """
     if not isinstance(values, list) or not values:
-        raise ValidationError({"values": ["Give a non-empty list of {key, value} objects."]})
+        raise ValidationError(["Give a non-empty list of {key, value} objects."])
     errors: dict[int, Any] = {}
     seen: set[str] = set()
     clean = []
@@ -64,7 +79,7 @@ def validate_setting_values(values: Any) -> list[dict[str, Any]]:
             continue
         key = item["key"]
         if not isinstance(key, str) or not SETTING_KEY.match(key) or len(key) > 255:
-            errors[index] = {"key": ["Use '<component>:<name>' in lower case (e.g. 'samba:realm')."]}
+            errors[index] = {"key": [f"A setting key is {SETTING_KEY_HELP}."]}
             continue
         if key in seen:
             errors[index] = {"key": [f"'{key}' is given twice."]}
@@ -72,7 +87,7 @@ def validate_setting_values(values: Any) -> list[dict[str, Any]]:
         seen.add(key)
         clean.append({"key": key, "value": item.get("value")})
     if errors:
-        raise ValidationError({"values": errors})
+        raise ValidationError(errors)
     return clean
 
 
@@ -106,6 +121,7 @@ def apply_site_settings(actor, site: Site, values: list[dict[str, Any]]) -> tupl
 
 
 def push_site_settings(actor, site: Site) -> SettingsTask:
+    """Send the site's effective settings (global, overridden by its own) to its agent."""
     return send_site_task(
         site, SettingsTask.TaskType.APPLY_SETTINGS,
         {"site": site.name, "settings": effective_settings(site)}, actor=actor,
@@ -123,20 +139,46 @@ def refresh_site_settings(actor, site: Site) -> tuple[SettingsTask, list[str]]:
 
 
 def request_inventory(actor, site: Site) -> SettingsTask:
+    """Ask the agent for a fresh inventory; its report (``inventory.apply_inventory``) ends the task."""
     return send_site_task(site, SettingsTask.TaskType.INVENTORY, {"site": site.name}, actor=actor,
                           friendly_name=f"Refresh inventory of {site.name}")
 
 
+@transaction.atomic
+def update_site(actor, site: Site, **fields: Any) -> Site:
+    """Apply validated fields. The name is fixed once agent nodes have reported (module docstring)."""
+    new_name = fields.get("name")
+    if new_name is not None and new_name != site.name and site.nodes.exists():
+        raise ValidationError({"name": [
+            f"Site '{site.name}' cannot be renamed while it has agent nodes: its agents consume the broker "
+            f"queue named after it and report under that name. Stop the agents, delete the nodes, rename "
+            f"the site, then reconfigure the agents with the new name."
+        ]})
+    for name, value in fields.items():
+        setattr(site, name, value)
+    if fields:
+        site.save(update_fields=list(fields))
+    return site
+
+
+@transaction.atomic
 def delete_site(actor, site: Site) -> None:
     """Remove a site from the hub (its data is untouched). Refused while it is still in use."""
-    from sites.services.nodes import live_queues
-
     problems = []
-    if live_queues(site):
-        problems.append("its agent nodes are still sending heartbeats (stop the agents first)")
-    spaces = list(site.spaces.values_list("name", flat=True)[:5])
+    online = list(site.nodes.filter(last_heartbeat__gte=heartbeat_cutoff()).order_by("name")
+                  .values_list("name", flat=True)[:5])
+    if online:
+        problems.append(f"agent nodes are still sending heartbeats: {', '.join(online)} (stop the agents first)")
+    spaces = list(site.spaces.order_by("name").values_list("name", flat=True)[:5])
     if spaces:
-        problems.append(f"spaces are placed on it: {', '.join(spaces)}")
+        problems.append(f"spaces are placed on it: {', '.join(spaces)} (remove them from the site first)")
+    targets = list(
+        ExternalTarget.objects.filter(configured_on_sites=site).order_by("name").values_list("name", flat=True)[:5]
+    )
+    if targets:
+        problems.append(f"external targets are configured on it: {', '.join(targets)}")
     if problems:
         raise Conflict(f"Site '{site.name}' cannot be deleted: " + "; ".join(problems) + ".")
+    # Grants are generic rows that do not cascade; drop them with the site.
+    permissions.forget_object(site)
     site.delete()

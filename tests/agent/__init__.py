@@ -1,0 +1,1 @@
+"""Agent tests: drivers (contract suite against real local servers), HSM operations, tasks."""

@@ -36,6 +36,25 @@ class AgentTask:
     SYNC_ACCOUNTS = "agent.sync_accounts"
 
 
+class HsmTask:
+    """Names of the data tasks workflows chain (served by agents on their data queues).
+
+    Signature, as the product's plugins: ``task(paths, jobid, **options)`` where ``paths`` is a
+    list of ``PathItem`` and the return value a list of ``PathOutcome`` (one per input path, in
+    order). One bad path never fails the batch; a task raises only for a fault that makes the
+    whole batch meaningless (unknown target, unreadable configuration), which the hub records
+    as the task's Failure.
+    """
+
+    MIGRATE = "agent.migrate"
+    RECALL = "agent.recall"
+    REVERSE_STUB = "agent.reverse_stub"
+    DELETE = "agent.delete"
+    MOVE = "agent.move"
+    STAT = "agent.stat"
+    LIST = "agent.list"
+
+
 class HubTask:
     """Names of the tasks the hub worker serves (reports from agents)."""
 
@@ -135,6 +154,30 @@ class TaskResult(TypedDict):
     at: NotRequired[str]
 
 
+# --- data tasks: paths in, one outcome per path out -------------------------------------------
+
+class PathItem(TypedDict):
+    """One path of a batch, as discovery or the previous step handed it on."""
+
+    path: str
+    size: NotRequired[int]
+    state: NotRequired[str]
+    message: NotRequired[str]
+
+
+PathStatus = Literal["processed", "failed", "aborted", "skipped"]
+
+
+class PathOutcome(TypedDict):
+    """What a data task did with one path. ``message`` says why for anything but processed."""
+
+    path: str
+    status: PathStatus
+    message: NotRequired[str]
+    key: NotRequired[str]  # the object key the path's content lives under, when there is one
+    size: NotRequired[int]
+
+
 # --- hub -> agent orders -------------------------------------------------------------------------
 
 class SettingsOrder(TypedDict):
@@ -166,13 +209,20 @@ class SharesOrder(TypedDict):
 
 
 class TargetOrder(TypedDict):
-    """``agent.configure_target`` / ``agent.remove_target``: the target and its bucket without
-    credentials. The agent obtains credentials through ``credentials_ref`` (issue: site agent)."""
+    """``agent.configure_target`` / ``agent.remove_target``: the target and its bucket.
+
+    ``bucket`` never holds credentials. ``credentials`` (configure only) is a Fernet token made
+    with the site's agent key (``Site.agent_key``, installed with the agent) over the JSON of the
+    bucket's secret fields, so the broker, its logs and the ``SettingsTask.request`` shown in
+    the API never carry them in clear. ``credentials_ref`` names the bucket for the agent's
+    local record.
+    """
 
     endpoint_name: str
     target: dict[str, Any]
     bucket: dict[str, Any]
     credentials_ref: dict[str, Any]
+    credentials: NotRequired[str]
 
 
 class ListTargetOrder(TypedDict):

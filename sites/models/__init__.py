@@ -5,7 +5,7 @@ from sites.models.datastores import DataStore, IPAddress, SiteLink
 from sites.models.inventory import Fileset, Filesystem, Server, StoragePool
 from sites.models.nodes import DEFAULT_QUEUE, Node, Queue, broker_queue_name, heartbeat_cutoff
 from sites.models.shares import NfsClient, NfsShare, SmbShare
-from sites.models.site import NAME_VALIDATOR, Site, SiteSetting
+from sites.models.site import NAME_VALIDATOR, Site, SiteSetting, new_agent_key
 from sites.models.spaces import SnapshotSchedule, Space, SpaceSite
 from sites.models.targets import Bucket, ExternalTarget
 from sites.models.tasks import SettingsTask
@@ -37,4 +37,5 @@ __all__ = [
     "Tag",
     "broker_queue_name",
     "heartbeat_cutoff",
+    "new_agent_key",
 ]

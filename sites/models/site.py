@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import zoneinfo
 
+from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from hub.secrets import EncryptedTextField
+
 NAME_VALIDATOR = RegexValidator(r"^[a-zA-Z0-9_-]+$", "Use only letters, digits, '-' and '_'.")
+
+
+def new_agent_key() -> str:
+    return Fernet.generate_key().decode()
 
 
 def validate_timezone(value: str) -> None:
@@ -70,6 +77,9 @@ class Site(models.Model):
     files_hydrated_count = models.BigIntegerField(default=0)
     files_stubbed_count = models.BigIntegerField(default=0)
     inventory_updated = models.DateTimeField(null=True, blank=True)
+    # Shared by the hub and the site's agents only: seals credentials inside orders (see
+    # agent.contract.TargetOrder). Installed with the agent (``manage.py agent_key <site>``).
+    agent_key = EncryptedTextField(default=new_agent_key)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

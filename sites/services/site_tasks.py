@@ -8,11 +8,13 @@ report with a conditional update, so duplicated or late reports are harmless.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from cryptography.fernet import Fernet
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -56,10 +58,13 @@ def send_site_task(
     actor: Any = None,
     friendly_name: str = "",
     queue: str = DEFAULT_QUEUE,
+    sealed: dict[str, Any] | None = None,
 ) -> SettingsTask:
     """Record an order for ``site``'s agent and publish it once the transaction commits.
 
     ``payload`` is stored as the task's ``request`` and must not hold secrets: the API shows it.
+    ``sealed`` (credentials) travels only in the published message, as ``credentials``: a
+    Fernet token under the site's agent key, which the broker and its logs cannot read.
     """
     task = SettingsTask.objects.create(
         site=site,
@@ -69,8 +74,16 @@ def send_site_task(
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )
     name, routing = TASK_NAMES[tasktype], broker_queue(site.name, queue)
-    transaction.on_commit(lambda: _publish(task.pk, str(task.task_id), name, routing, payload))
+    message = dict(payload)
+    if sealed is not None:
+        message["credentials"] = seal(site, sealed)
+    transaction.on_commit(lambda: _publish(task.pk, str(task.task_id), name, routing, message))
     return task
+
+
+def seal(site: Site, secrets: dict[str, Any]) -> str:
+    """``secrets`` as a Fernet token only ``site``'s agents can open (their agent key)."""
+    return Fernet(site.agent_key.encode()).encrypt(json.dumps(secrets, sort_keys=True).encode()).decode()
 
 
 def _publish(pk: int, task_id: str, name: str, queue: str, payload: dict[str, Any]) -> None:

@@ -182,3 +182,15 @@ def delete_site(actor, site: Site) -> None:
     # Grants are generic rows that do not cascade; drop them with the site.
     permissions.forget_object(site)
     site.delete()
+
+
+@transaction.atomic
+def rotate_agent_key(actor, site: Site) -> Site:
+    """Give ``site`` a new agent key and re-send its targets sealed with it."""
+    from sites.models import new_agent_key
+    from sites.services.targets import reconfigure_site_targets
+
+    site.agent_key = new_agent_key()
+    site.save(update_fields=["agent_key"])
+    reconfigure_site_targets(actor, site)
+    return site

@@ -4,8 +4,9 @@ A target lives in the configuration of the agents of the sites it is available o
 changing a target sends ``CONFIGURE_TARGET`` to each of those sites; when an agent confirms, the
 site joins ``configured_on_sites`` (``is_ready`` means every site confirmed). Taking a site away
 or deleting the target sends ``REMOVE_TARGET``. Orders carry the target and its bucket *without
-credentials*; the agent obtains them through ``credentials_ref`` (see ``agent.contract``), so a
-secret never sits in a ``SettingsTask`` row, a broker message or the API's task listing.
+credentials*; configure orders carry them sealed with the site's agent key (``credentials``, see
+``agent.contract.TargetOrder``), so a secret never sits in a ``SettingsTask`` row, in clear in a
+broker message, or in the API's task listing.
 
 Deleting a bucket that targets use is two-phase (a soft delete), so the hub never forgets a
 target that an agent still has configured:
@@ -108,8 +109,14 @@ def target_order(target: ExternalTarget) -> TargetOrder:
     )
 
 
-def _send(site: Site, tasktype: str, order: TargetOrder, *, actor: Any, what: str) -> SettingsTask:
-    return send_site_task(site, tasktype, dict(order), actor=actor, friendly_name=what[:255])
+def _send(site: Site, tasktype: str, order: TargetOrder, *, actor: Any, what: str,
+          sealed: dict[str, Any] | None = None) -> SettingsTask:
+    return send_site_task(site, tasktype, dict(order), actor=actor, friendly_name=what[:255], sealed=sealed)
+
+
+def bucket_credentials(bucket: Bucket) -> dict[str, str]:
+    """The bucket's secrets, for sealing into a configure order (never stored in the order row)."""
+    return {name: getattr(bucket, name) for name in SECRET_FIELDS if getattr(bucket, name)}
 
 
 def _sites_of(target: ExternalTarget) -> list[Site]:
@@ -319,10 +326,20 @@ def _configure(actor: Any, target: ExternalTarget, sites: list[Site], *, why: st
         return []
     target.configured_on_sites.remove(*sites)
     order = target_order(target)
+    credentials = bucket_credentials(target.bucket)
     return [
-        _send(site, TaskType.CONFIGURE_TARGET, order, actor=actor, what=f"Configure target {target.name} ({why})")
+        _send(site, TaskType.CONFIGURE_TARGET, order, actor=actor, what=f"Configure target {target.name} ({why})",
+              sealed=credentials)
         for site in sorted(sites, key=lambda site: site.pk)
     ]
+
+
+def reconfigure_site_targets(actor: Any, site: Site) -> list[SettingsTask]:
+    """Re-send every target available on ``site`` (after its agent key changed)."""
+    targets = ExternalTarget.objects.filter(available_on_sites=site, bucket__soft_deleting=False).select_related(
+        "bucket", "space"
+    )
+    return [task for target in targets for task in _configure(actor, target, [site], why="new agent key")]
 
 
 def _remove(actor: Any, order: TargetOrder, target: ExternalTarget, sites: list[Site], *, why: str) -> None:

@@ -394,3 +394,12 @@ class HealthSerializer(serializers.Serializer):
     sites = HealthSiteSerializer(many=True)
     checked = serializers.DateTimeField()
 
+
+
+class AgentKeyRequestSerializer(serializers.Serializer):
+    rotate = serializers.BooleanField(default=False, help_text="Make a new key (agents need it re-installed)")
+
+
+class AgentKeySerializer(serializers.Serializer):
+    site = serializers.CharField(read_only=True)
+    agent_key = serializers.CharField(read_only=True, help_text="Fernet key sealing credentials in orders")

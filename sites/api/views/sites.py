@@ -30,6 +30,8 @@ from hub import audit
 from hub.api.viewsets import HubModelViewSet, HubReadOnlyViewSet, HubViewSetMixin, accepted
 from hub.permissions import CHANGE, VIEW, restrict
 from sites.api.serializers.sites import (
+    AgentKeyRequestSerializer,
+    AgentKeySerializer,
     FlatQuerySerializer,
     HealthSerializer,
     NodeSerializer,
@@ -87,7 +89,7 @@ class SiteViewSet(HubModelViewSet):
     filterset_class = SiteFilterSet
     # GET settings needs view and PATCH settings change (from the method); the POST verbs send
     # work to the site's agent, which is administering the site.
-    action_permissions = {"refresh": CHANGE, "settings_refresh": CHANGE, "health": VIEW}
+    action_permissions = {"refresh": CHANGE, "settings_refresh": CHANGE, "health": VIEW, "agent_key": "admin"}
 
     def create_instance(self, serializer):
         return site_service.create_site(self.request.user, **serializer.validated_data)
@@ -104,6 +106,22 @@ class SiteViewSet(HubModelViewSet):
         """The site and its health: ``ok`` (every node online), ``warning`` (some), ``critical`` (none)."""
         site = self.get_object()
         return Response({**self.get_serializer(site).data, **node_service.site_health(site)})
+
+    @extend_schema(request=AgentKeyRequestSerializer, responses={200: AgentKeySerializer})
+    @action(detail=True, methods=["post"], url_path="agent_key", url_name="agent-key")
+    def agent_key(self, request, pk=None):
+        """The site's agent key, for installing its agents (administrators only; audited).
+
+        ``{"rotate": true}`` makes a new key and re-sends every target configured on the site
+        sealed with it; agents keep working only once they are given the new key.
+        """
+        site = self.get_object()
+        body = AgentKeyRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if body.validated_data["rotate"]:
+            site = site_service.rotate_agent_key(request.user, site)
+        self.audit_changes = {"rotated": body.validated_data["rotate"]}
+        return Response({"site": site.name, "agent_key": site.agent_key})
 
     @extend_schema(request=None, responses={202: TaskAcceptedSerializer})
     @action(detail=True, methods=["post"])

@@ -1,11 +1,13 @@
-"""Validation rules for spaces' paths and for NFS / SMB shares (pure Python, no database).
+"""Validation rules for NFS / SMB shares (pure Python, no database).
 
 Agents write what the hub sends them into ``/etc/exports`` and ``smb.conf`` on every node of a
 site, and the product we replace applied user-supplied options verbatim: one bad option could
 stop ``exportfs`` or ``smbd`` on a whole site, and a newline in any value could inject arbitrary
 configuration. So every value is checked here against an explicit allow-list and a syntax, and
 anything else is refused with a message naming it. Each function raises
-``django.core.exceptions.ValidationError`` (DRF turns it into a 400 with field errors).
+``django.core.exceptions.ValidationError`` (DRF turns it into a 400 with field errors). Paths,
+and the rules shares have in common with other resources (control characters, host names), are
+in ``sites.validators``.
 """
 
 from __future__ import annotations
@@ -17,59 +19,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-MAX_PATH_LENGTH = 4096
-# Control characters (NUL, newline, tab...) never belong in a path or a configuration value:
-# PostgreSQL cannot store NUL, and a newline would inject a line into exports or smb.conf.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-# --- paths -----------------------------------------------------------------------------------------
-
-def clean_absolute_path(value: Any, *, allow_root: bool = False) -> str:
-    """``value`` as a normalised absolute path: ``//`` collapsed, no trailing ``/``.
-
-    ``.`` and ``..`` components are refused rather than resolved: a path that climbs out of a
-    directory is almost always a mistake or an attack, and silently resolving it would hide it.
-    """
-    if not isinstance(value, str):
-        raise ValidationError("Give the path as a string.")
-    if _CONTROL.search(value):
-        raise ValidationError("The path contains a control character (NUL, newline, tab...).")
-    if not value.startswith("/"):
-        raise ValidationError("The path must be absolute (start with '/').")
-    if len(value) > MAX_PATH_LENGTH:
-        raise ValidationError(f"The path is longer than {MAX_PATH_LENGTH} characters.")
-    parts = [part for part in value.split("/") if part]
-    if any(part in (".", "..") for part in parts):
-        raise ValidationError("The path must not contain '.' or '..' components.")
-    if not parts and not allow_root:
-        raise ValidationError("The path cannot be the root directory '/'.")
-    return "/" + "/".join(parts)
-
-
-def is_inside(path: str, root: str) -> bool:
-    """Whether normalised ``path`` is ``root`` or below it (``/a/bc`` is not inside ``/a/b``)."""
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def ancestors(path: str) -> list[str]:
-    """The proper ancestors of a normalised path, shortest first, without ``/``."""
-    parts = path.strip("/").split("/")
-    return ["/" + "/".join(parts[:index]) for index in range(1, len(parts))]
-
+from sites.validators import CONTROL_CHARACTERS, HOST_LABEL, is_host_name
 
 # --- host specifications ---------------------------------------------------------------------------
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOSTNAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 # A wildcard label: letters, digits, '-' and the exportfs/smbd wildcards '*' and '?'.
 _WILD_LABEL = re.compile(r"^[A-Za-z0-9*?-]{1,63}$")
 _NETGROUP = re.compile(r"^@[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _IPV4_PREFIX = re.compile(r"^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){1,3}$")
-
-
-def _is_hostname(value: str) -> bool:
-    return len(value) <= 253 and bool(_HOSTNAME.match(value))
 
 
 def _is_wildcard_hostname(value: str) -> bool:
@@ -79,7 +36,7 @@ def _is_wildcard_hostname(value: str) -> bool:
         return False
     if not all(_WILD_LABEL.match(label) for label in labels):
         return False
-    return bool(re.match(rf"^{_LABEL}$", labels[-1]))
+    return bool(re.fullmatch(HOST_LABEL, labels[-1]))
 
 
 def _is_address_or_network(value: str) -> bool:
@@ -104,13 +61,13 @@ def validate_nfs_host(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("Give the hosts as a string.")
     value = value.strip()
-    if not value or len(value) > 255 or _CONTROL.search(value) or any(ch in value for ch in " ,()\"'"):
+    if not value or len(value) > 255 or CONTROL_CHARACTERS.search(value) or any(ch in value for ch in " ,()\"'"):
         raise ValidationError(f"'{value[:80]}' is not a client specification: give {HOST_SPEC_HELP}.")
     if (
         value == "*"
         or _NETGROUP.match(value)
         or _is_address_or_network(value)
-        or _is_hostname(value)
+        or is_host_name(value)
         or _is_wildcard_hostname(value)
     ):
         return value
@@ -130,7 +87,7 @@ def validate_smb_host(value: Any) -> str:
         raise ValidationError("Give each host as a string.")
     value = value.strip()
     bad = f"'{value[:80]}' is not a host entry: give {SMB_HOST_HELP}."
-    if not value or len(value) > 255 or _CONTROL.search(value) or any(ch in value for ch in " ,()\"'"):
+    if not value or len(value) > 255 or CONTROL_CHARACTERS.search(value) or any(ch in value for ch in " ,()\"'"):
         raise ValidationError(bad)
     if value.upper() == "ALL":
         return "ALL"
@@ -140,8 +97,8 @@ def validate_smb_host(value: Any) -> str:
         _NETGROUP.match(value)
         or _IPV4_PREFIX.match(value)
         or _is_address_or_network(value)
-        or _is_hostname(value)
-        or (value.startswith(".") and _is_hostname(value[1:]))
+        or is_host_name(value)
+        or (value.startswith(".") and is_host_name(value[1:]))
         or _is_wildcard_hostname(value)
     ):
         return value
@@ -199,7 +156,7 @@ def validate_smb_share_name(value: Any) -> str:
         raise ValidationError("A share name has 1 to 80 characters.")
     if value != value.strip():
         raise ValidationError("A share name cannot start or end with a space.")
-    bad = sorted({ch for ch in value if ch in _SMB_NAME_FORBIDDEN or _CONTROL.match(ch)})
+    bad = sorted({ch for ch in value if ch in _SMB_NAME_FORBIDDEN or CONTROL_CHARACTERS.match(ch)})
     if bad:
         shown = " ".join(repr(ch)[1:-1] for ch in bad)
         raise ValidationError(f"A share name cannot contain: {shown}.")
@@ -260,7 +217,7 @@ def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError("expects a string")
     value = value.strip()
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValidationError("must not contain control characters (newline, tab, NUL...)")
     if len(value) > 1024:
         raise ValidationError("is longer than 1024 characters")
@@ -364,7 +321,7 @@ def validate_smb_options(options: Any) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     errors: list[str] = []
     for key, value in options.items():
-        if not isinstance(key, str) or _CONTROL.search(key) or len(key) > 100:
+        if not isinstance(key, str) or CONTROL_CHARACTERS.search(key) or len(key) > 100:
             errors.append(f"'{str(key)[:40]!s}' is not an smb.conf parameter name.")
             continue
         name = _canonical_smb_option(key)
@@ -450,7 +407,7 @@ def validate_nfs_options(options: Any) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     errors: list[str] = []
     for key, value in options.items():
-        if not isinstance(key, str) or _CONTROL.search(key) or len(key) > 100:
+        if not isinstance(key, str) or CONTROL_CHARACTERS.search(key) or len(key) > 100:
             errors.append(f"'{str(key)[:40]}' is not an export option.")
             continue
         if key in NFS_FIELD_OPTIONS:

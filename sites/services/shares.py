@@ -127,15 +127,6 @@ def update_nfs_share(
     return share
 
 
-@transaction.atomic
-def delete_nfs_share(actor: Any, share: NfsShare) -> None:
-    """Stop exporting the directory (its data is untouched) and push the remaining set."""
-    space = share.space
-    permissions.forget_object(share)
-    share.delete()
-    push_space_shares(actor, space)
-
-
 # --- SMB -------------------------------------------------------------------------------------------
 
 @transaction.atomic
@@ -157,9 +148,11 @@ def update_smb_share(actor: Any, share: SmbShare, **changes: Any) -> SmbShare:
     return share
 
 
+# --- either kind -----------------------------------------------------------------------------------
+
 @transaction.atomic
-def delete_smb_share(actor: Any, share: SmbShare) -> None:
-    """Stop sharing the directory (its data is untouched) and push the remaining set."""
+def delete_share(actor: Any, share: NfsShare | SmbShare) -> None:
+    """Stop exporting or sharing the directory (its data is untouched) and push the remaining set."""
     space = share.space
     permissions.forget_object(share)
     share.delete()

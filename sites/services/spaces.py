@@ -40,7 +40,7 @@ from sites.models import (
 )
 from sites.services.shares import push_space_shares, space_has_shares
 from sites.services.site_tasks import on_finish, send_site_task
-from sites.shares import ancestors, is_inside
+from sites.validators import ancestors, is_inside
 
 # Fields a PATCH may change directly (mountpoint and immutable are fixed at creation).
 _UPDATABLE = ("name", "size", "permission_mode", "color")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 KEY_ID = "AKIAPLAINTEXTKEYID0042"
 SECRET = "wJalrXUtnFEMI/K7MDENG/plaintext-secret-0042"
-AZURE_KEY = "azure-plaintext-account-key-0042=="
+AZURE_KEY = base64.b64encode(b"azure-plaintext-account-key-0042" * 2).decode()  # keys are base64, as for buckets
 
 
 def s3_payload(**overrides) -> dict:
@@ -127,6 +128,8 @@ class TestSiteLinkPermissions(PermissionMatrix):
             ({**good, "site_path": "/mmfs1/../etc"}, "site_path"),
             ({**good, "site_path": ""}, "site_path"),
             ({**good, "site_path": "/mmfs1/a\x00b"}, "site_path"),
+            ({**good, "site_path": "/mmfs1/a\nb"}, "site_path"),
+            ({**good, "site_path": "/"}, "site_path"),
             ({**good, "datastore_path": "a/../../b"}, "datastore_path"),
             ({**good, "datastore_path": ""}, "datastore_path"),
             ({**good, "datastore_path": "./"}, "datastore_path"),
@@ -280,6 +283,18 @@ INVALID_STORES = [
     ({"name": "f", "type": "fs", "bucket": "relative/folder"}, "bucket"),
     ({"name": "f", "type": "fs", "bucket": "/srv/../etc"}, "bucket"),
     ({"name": "f", "type": "fs", "bucket": "/srv", "endpoint": "host"}, "endpoint"),
+    # The rules data stores share with buckets (sites.validators).
+    (s3_payload(bucket="xn--reserved"), "bucket"),
+    (s3_payload(endpoint="s3.example.org."), "endpoint"),
+    (s3_payload(accesskeyid="fernet:abc"), "accesskeyid"),
+    (s3_payload(secretaccesskey=" leading-space"), "secretaccesskey"),
+    (s3_payload(accesskeyid=12345), "accesskeyid"),
+    ({"name": "b", "type": "azure", "storageaccount": "acct", "container": "cold", "accesskey": "not base64!"},
+     "accesskey"),
+    ({"name": "g", "type": "gcs", "bucket": "goog-archive"}, "bucket"),
+    ({"name": "g", "type": "gcs", "bucket": "b-ok", "credentialsfile": "/etc//key.json"}, "credentialsfile"),
+    ({"name": "f", "type": "fs", "bucket": "/"}, "bucket"),
+    ({"name": "f", "type": "fs", "bucket": "/srv/a\\..\\..\\etc"}, "bucket"),
 ]
 
 

@@ -10,14 +10,13 @@ related rows they show.
 from __future__ import annotations
 
 import ipaddress
-import posixpath
-import re
+from collections.abc import Callable
 from typing import Any
 
 from django.urls import reverse
 from rest_framework import serializers
 
-from hub.secrets import MASK, mask
+from sites.api.serializers.common import KEEP, SecretField, as_drf
 from sites.models import (
     DataStore,
     Fileset,
@@ -29,6 +28,21 @@ from sites.models import (
     SiteLink,
     StoragePool,
     Tag,
+)
+from sites.validators import (
+    clean_absolute_path,
+    clean_relative_or_absolute_path,
+    problem,
+    validate_absolute_path,
+    validate_azure_key,
+    validate_container,
+    validate_gcs_bucket_name,
+    validate_nfs_endpoint,
+    validate_region,
+    validate_s3_bucket_name,
+    validate_smb_endpoint,
+    validate_storage_account,
+    validate_url_endpoint,
 )
 
 # --- inventory (read-only: written only by the agent's inventory report) ------------------------
@@ -93,67 +107,13 @@ class FilesetQuerySerializer(serializers.Serializer):
     site = serializers.CharField(max_length=100, help_text="Site name")
 
 
-# --- paths ---------------------------------------------------------------------------------------
-
-
-def _reject_dotdot(value: str) -> None:
-    if ".." in value.replace("\\", "/").split("/"):
-        raise serializers.ValidationError("A path may not contain '..' components.")
-
-
-def normalise_absolute_path(value: str) -> str:
-    """``/a//b/./c/`` -> ``/a/b/c``. Must start with ``/``; ``..`` is refused rather than resolved,
-    because a link that climbs out of the directory its author typed is a mistake or an attack."""
-    if not value.startswith("/"):
-        raise serializers.ValidationError("Use an absolute path (starting with '/').")
-    _reject_dotdot(value)
-    # posixpath.normpath keeps a leading '//' (POSIX allows it a special meaning); we do not.
-    return "/" + posixpath.normpath(value).lstrip("/")
-
-
-def normalise_relative_or_absolute_path(value: str) -> str:
-    """A path on a data store: an object-key prefix (``archive/2024``) or a folder (``/exports/a``).
-    Redundant separators and ``.`` are removed, ``..`` is refused; a leading ``/`` is kept."""
-    _reject_dotdot(value)
-    normalised = posixpath.normpath(value)
-    if value.startswith("/"):
-        return "/" + normalised.lstrip("/")
-    return "" if normalised == "." else normalised
-
-
 # --- data stores ---------------------------------------------------------------------------------
 
 
-class SecretField(serializers.CharField):
-    """A credential: accepted in clear on write, answered as ``hub.secrets.mask`` (never the value).
+def clean_folder(value: str) -> str:
+    """A folder on the agents: absolute, normalised (``//`` and ``.`` dropped), not ``/``."""
+    return clean_absolute_path(value, resolve_dots=True)
 
-    Sending the mask back (a form that round-trips what it read) means "unchanged", so a UI can
-    never overwrite a real key with asterisks. ``""`` clears the secret.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_blank", True)
-        kwargs.setdefault("max_length", 4096)
-        kwargs.setdefault("trim_whitespace", True)
-        super().__init__(**kwargs)
-
-    def to_representation(self, value: Any) -> str:
-        return mask(value)
-
-
-_HOST = (
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])"
-)
-_URL_ENDPOINT = re.compile(rf"^(?:https?://)?{_HOST}(?::\d{{1,5}})?/?$")
-_NFS_ENDPOINT = re.compile(rf"^{_HOST}(?::/[^\s]*)?$")
-_SMB_ENDPOINT = re.compile(rf"^(?://{_HOST}(?:/[^\s/]+)?/?|{_HOST})$")
-_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
-_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
-_AZURE_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 SECRET_FIELDS = ("accesskeyid", "secretaccesskey", "accesskey")
 _TYPED_FIELDS = ("endpoint", "bucket", "region", "storageaccount", "container", "credentialsfile", *SECRET_FIELDS)
@@ -178,6 +138,13 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     T.SMB: ("endpoint",),
     T.FS: ("bucket",),
 }
+# The same naming rules as buckets (sites.validators); a data store's endpoint is one string.
+ENDPOINT_CHECKS: dict[str, Callable[[str], Any]] = {T.NFS: validate_nfs_endpoint, T.SMB: validate_smb_endpoint}
+BUCKET_CHECKS: dict[str, Callable[[str], Any]] = {
+    T.S3: validate_s3_bucket_name,
+    T.GCS: validate_gcs_bucket_name,
+    T.FS: clean_folder,
+}
 
 
 class DataStoreSerializer(serializers.ModelSerializer):
@@ -190,22 +157,26 @@ class DataStoreSerializer(serializers.ModelSerializer):
       ``endpoint`` (``host[:port]`` or ``http(s)://host[:port]``, for S3-compatible stores) or a
       ``region`` (AWS), or both.
     * ``azure``: ``storageaccount`` (3-24 lowercase letters/digits), ``container`` (Azure naming
-      rules) and ``accesskey``; ``endpoint`` optional (Azurite, sovereign clouds).
-    * ``gcs``: ``bucket``; ``credentialsfile`` optional (an absolute path *on the agents* to a
-      service-account file; without it the agents use their ambient credentials); ``endpoint``
-      optional (emulators).
+      rules) and ``accesskey`` (the account's base64 key); ``endpoint`` optional (Azurite,
+      sovereign clouds).
+    * ``gcs``: ``bucket`` (GCS naming rules); ``credentialsfile`` optional (an absolute,
+      normalised path *on the agents* to a service-account file; without it the agents use
+      their ambient credentials); ``endpoint`` optional (emulators).
     * ``nfs``: ``endpoint`` as ``host`` or ``host:/export``.
     * ``smb``: ``endpoint`` as ``host`` or ``//host/share``.
-    * ``fs``: ``bucket`` is the folder, an absolute path on the agents (normalised, no ``..``).
+    * ``fs``: ``bucket`` is the folder, an absolute path on the agents (normalised, no ``..``,
+      not ``/``).
 
-    Credentials (``accesskeyid``, ``secretaccesskey``, ``accesskey``) are write-only in effect:
-    stored encrypted, answered masked, kept when a PATCH omits them (or sends the mask back).
+    Names, hosts and paths follow the same rules as buckets' (``sites.validators``).
+    Credentials (``accesskeyid``, ``secretaccesskey``, ``accesskey``) are write-only, exactly
+    like a bucket's (``SecretField``): stored encrypted, answered masked, kept when a PATCH
+    omits them (or sends the mask back).
     """
 
     url = serializers.HyperlinkedIdentityField(view_name="datastore-detail")
-    accesskeyid = SecretField()
-    secretaccesskey = SecretField()
-    accesskey = SecretField()
+    accesskeyid = SecretField(max_length=4096, allow_null=False)
+    secretaccesskey = SecretField(max_length=4096, allow_null=False)
+    accesskey = SecretField(max_length=4096, allow_null=False)
 
     class Meta:
         model = DataStore
@@ -213,13 +184,9 @@ class DataStoreSerializer(serializers.ModelSerializer):
                   "storageaccount", "container", "accesskey", "credentialsfile"]
         read_only_fields = ["id", "url"]
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict):
-            # The mask sent back means "keep what is stored", exactly as if the field were omitted.
-            data = {key: value for key, value in data.items() if not (key in SECRET_FIELDS and value == MASK)}
-        return super().to_internal_value(data)
-
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The mask sent back means "keep what is stored", exactly as if the field were omitted.
+        attrs = {field: value for field, value in attrs.items() if value is not KEEP}
         instance: DataStore | None = self.instance
         store_type = attrs.get("type", instance.type if instance else None)
         used = TYPE_FIELDS[store_type]
@@ -244,17 +211,14 @@ class DataStoreSerializer(serializers.ModelSerializer):
         if store_type == T.S3 and not (current("endpoint") or current("region")):
             errors.setdefault("endpoint", []).append("An S3 data store needs an endpoint or a region.")
 
-        checks = {
-            "endpoint": self._check_endpoint,
-            "bucket": self._check_bucket,
-            "region": lambda value, _: None if _REGION.match(value) else "Use a region name such as 'eu-west-2'.",
-            "storageaccount": lambda value, _: None if _AZURE_ACCOUNT.match(value)
-            else "An Azure storage account name is 3 to 24 lowercase letters and digits.",
-            "container": lambda value, _: None if _AZURE_CONTAINER.match(value)
-            else "An Azure container name is 3 to 63 lowercase letters, digits and single hyphens, "
-                 "starting and ending with a letter or digit.",
-            "credentialsfile": lambda value, _: None if value.startswith("/") and ".." not in value.split("/")
-            else "Use an absolute path on the agents, without '..'.",
+        checks: dict[str, Callable[[str], Any]] = {
+            "endpoint": ENDPOINT_CHECKS.get(store_type, validate_url_endpoint),
+            "bucket": BUCKET_CHECKS.get(store_type, lambda value: None),
+            "region": validate_region,
+            "storageaccount": validate_storage_account,
+            "container": validate_container,
+            "accesskey": validate_azure_key,
+            "credentialsfile": validate_absolute_path,
         }
         # A value kept from another type must also suit the new type (an S3 bucket name is not a
         # folder), so on a type change the stored values are checked as if they had been sent.
@@ -262,53 +226,19 @@ class DataStoreSerializer(serializers.ModelSerializer):
         for field, check in checks.items():
             value = current(field) if type_changes else attrs.get(field)
             if value and field not in errors:
-                problem = check(value, store_type)
-                if problem:
-                    errors[field] = [problem]
-        for field in SECRET_FIELDS:
-            if any(ch.isspace() for ch in attrs.get(field, "")):
-                errors.setdefault(field, []).append("A credential may not contain whitespace.")
+                message = problem(check, value)
+                if message:
+                    errors[field] = [message]
         if errors:
             raise serializers.ValidationError(errors)
 
         if store_type == T.FS and current("bucket"):
-            attrs["bucket"] = normalise_absolute_path(current("bucket"))
+            attrs["bucket"] = clean_folder(current("bucket"))
         if type_changes:
             for field in _TYPED_FIELDS:
                 if field not in used:
                     attrs[field] = ""
         return attrs
-
-    @staticmethod
-    def _check_endpoint(value: str, store_type: str) -> str | None:
-        if store_type == T.NFS:
-            return None if _NFS_ENDPOINT.match(value) else "Use 'host' or 'host:/export/path'."
-        if store_type == T.SMB:
-            return None if _SMB_ENDPOINT.match(value) else "Use 'host' or '//host/share'."
-        match = _URL_ENDPOINT.match(value)
-        if not match:
-            return "Use 'host[:port]' or 'http(s)://host[:port]'."
-        port = re.search(r":(\d+)/?$", value)
-        if port and not 0 < int(port.group(1)) < 65536:
-            return "The port must be between 1 and 65535."
-        return None
-
-    @staticmethod
-    def _check_bucket(value: str, store_type: str) -> str | None:
-        if store_type == T.S3:
-            if not _S3_BUCKET.match(value) or ".." in value or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
-                return ("An S3 bucket name is 3 to 63 lowercase letters, digits, dots and hyphens, starting "
-                        "and ending with a letter or digit, and not an IP address.")
-        elif store_type == T.GCS:
-            if not _GCS_BUCKET.match(value):
-                return ("A GCS bucket name is 3 to 222 lowercase letters, digits, dots, hyphens and "
-                        "underscores, starting and ending with a letter or digit.")
-        elif store_type == T.FS:
-            try:
-                normalise_absolute_path(value)
-            except serializers.ValidationError as exc:
-                return str(exc.detail[0])
-        return None
 
 
 class DataStoreField(serializers.PrimaryKeyRelatedField):
@@ -381,10 +311,10 @@ class SiteLinkSerializer(serializers.ModelSerializer):
         validators: list = []  # the duplicate check below says which link already exists
 
     def validate_site_path(self, value: str) -> str:
-        return normalise_absolute_path(value)
+        return as_drf(clean_folder, value)
 
     def validate_datastore_path(self, value: str) -> str:
-        normalised = normalise_relative_or_absolute_path(value)
+        normalised = as_drf(clean_relative_or_absolute_path, value)
         if not normalised:
             raise serializers.ValidationError("Use '/' for the root of the data store.")
         return normalised

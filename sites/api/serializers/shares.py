@@ -1,26 +1,23 @@
 """NFS exports and SMB shares as the API reference shapes them.
 
-Syntax rules (hosts, options, names, modes, paths) live in ``sites.shares``; the checks that need
-the database (path inside the space, unique names and fsids, one export per path and site, SMB
-``on_sites`` among the space's sites) are here, so a refusal is a 400 naming the field before
-anything is written.
+Syntax rules live in ``sites.shares`` (hosts, options, names, modes) and ``sites.validators``
+(paths); the checks that need the database (path inside the space, unique names and fsids, one
+export per path and site, SMB ``on_sites`` among the space's sites) are here, so a refusal is a
+400 naming the field before anything is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from rest_framework import serializers
 
 from hub.api.serializers.common import SafeJSONField
+from sites.api.serializers.common import as_drf
 from sites.models import NfsClient, NfsShare, SmbShare, Space
 from sites.shares import (
-    clean_absolute_path,
     duplicates,
-    is_inside,
     validate_list,
     validate_nfs_host,
     validate_nfs_options,
@@ -30,19 +27,12 @@ from sites.shares import (
     validate_smb_share_name,
     validate_smb_user,
 )
+from sites.validators import CONTROL_CHARACTERS, clean_absolute_path, is_inside
 
 # exports(5) takes any unsigned 32-bit id except (uid_t) -1, which means "no id".
 MAX_NFS_ID = 2**32 - 2
 MAX_FSID = 2**31 - 1
 MAX_CLIENTS = 256
-
-
-def _django(check: Callable[[Any], Any], value: Any) -> Any:
-    """Run a ``sites.shares`` rule, answering its Django ValidationError as a DRF one."""
-    try:
-        return check(value)
-    except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.messages) from None
 
 
 class _ShareMixin:
@@ -51,7 +41,7 @@ class _ShareMixin:
     instance: Any
 
     def validate_path(self, value: str) -> str:
-        return _django(clean_absolute_path, value)
+        return as_drf(clean_absolute_path, value)
 
     def _space_and_path(self, attrs: dict[str, Any]) -> tuple[Space, str]:
         instance = self.instance
@@ -86,10 +76,10 @@ class NfsClientSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "uuid", "nfs_share"]
 
     def validate_hosts(self, value: str) -> str:
-        return _django(validate_nfs_host, value)
+        return as_drf(validate_nfs_host, value)
 
     def validate_advanced_settings(self, value: Any) -> dict[str, Any]:
-        return _django(validate_nfs_options, value)
+        return as_drf(validate_nfs_options, value)
 
 
 class NfsShareSerializer(_ShareMixin, serializers.ModelSerializer):
@@ -111,7 +101,7 @@ class NfsShareSerializer(_ShareMixin, serializers.ModelSerializer):
         validators: list = []  # (space, path) is checked in validate() across the space's sites
 
     def validate_name(self, value: str) -> str:
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        if CONTROL_CHARACTERS.search(value):
             raise serializers.ValidationError("The name cannot contain control characters.")
         return value
 
@@ -170,38 +160,38 @@ class SmbShareSerializer(_ShareMixin, serializers.ModelSerializer):
         read_only_fields = ["id", "uuid"]
 
     def validate_name(self, value: str) -> str:
-        value = _django(validate_smb_share_name, value)
+        value = as_drf(validate_smb_share_name, value)
         others = SmbShare.objects.exclude(pk=self.instance.pk) if self.instance is not None else SmbShare.objects
         if others.filter(name__iexact=value).exists():
             raise serializers.ValidationError(f"An SMB share named '{value}' already exists (names ignore case).")
         return value
 
     def validate_hosts_allow(self, value: list[str]) -> list[str]:
-        return _django(lambda v: validate_list(v, validate_smb_host, what="hosts"), value)
+        return as_drf(lambda v: validate_list(v, validate_smb_host, what="hosts"), value)
 
     def validate_hosts_deny(self, value: list[str]) -> list[str]:
-        return _django(lambda v: validate_list(v, validate_smb_host, what="hosts"), value)
+        return as_drf(lambda v: validate_list(v, validate_smb_host, what="hosts"), value)
 
     def validate_admin_users(self, value: list[str]) -> list[str]:
-        return _django(lambda v: validate_list(v, validate_smb_user, what="users"), value)
+        return as_drf(lambda v: validate_list(v, validate_smb_user, what="users"), value)
 
     def validate_allowed_users(self, value: list[str]) -> list[str]:
-        return _django(lambda v: validate_list(v, validate_smb_user, what="users"), value)
+        return as_drf(lambda v: validate_list(v, validate_smb_user, what="users"), value)
 
     def validate_create_mask(self, value: str) -> str:
-        return _django(validate_octal_mode, value)
+        return as_drf(validate_octal_mode, value)
 
     def validate_directory_mask(self, value: str) -> str:
-        return _django(validate_octal_mode, value)
+        return as_drf(validate_octal_mode, value)
 
     def validate_force_create_mode(self, value: str) -> str:
-        return _django(validate_octal_mode, value)
+        return as_drf(validate_octal_mode, value)
 
     def validate_force_directory_mode(self, value: str) -> str:
-        return _django(validate_octal_mode, value)
+        return as_drf(validate_octal_mode, value)
 
     def validate_advanced_settings(self, value: Any) -> dict[str, Any]:
-        return _django(validate_smb_options, value)
+        return as_drf(validate_smb_options, value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         space, _ = self._space_and_path(attrs)

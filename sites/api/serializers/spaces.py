@@ -10,19 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from hub import permissions
+from sites.api.serializers.common import as_drf
 from sites.models import Site, SnapshotSchedule, Space, StoragePool
 from sites.services.spaces import Placement
-from sites.shares import clean_absolute_path
+from sites.validators import CONTROL_CHARACTERS, clean_absolute_path
 
 MAX_SIZE = 2**63 - 1
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # --- snapshot schedule -----------------------------------------------------------------------------
 
@@ -252,7 +251,7 @@ class SpaceSerializer(serializers.ModelSerializer):
 
     # --- writing -----------------------------------------------------------------------------------
     def validate_name(self, value: str) -> str:
-        if _CONTROL.search(value) or "/" in value:
+        if CONTROL_CHARACTERS.search(value) or "/" in value:
             raise serializers.ValidationError("A space name cannot contain '/' or control characters.")
         others = Space.objects.exclude(pk=self.instance.pk) if self.instance is not None else Space.objects.all()
         if others.filter(name=value).exists():
@@ -260,10 +259,7 @@ class SpaceSerializer(serializers.ModelSerializer):
         return value
 
     def validate_mountpoint(self, value: str) -> str:
-        try:
-            value = clean_absolute_path(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages) from None
+        value = as_drf(clean_absolute_path, value)
         if self.instance is not None and value != self.instance.mountpoint:
             raise serializers.ValidationError(
                 f"The mountpoint cannot be changed after the space is created (it is '{self.instance.mountpoint}'): "

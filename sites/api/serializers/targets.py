@@ -24,24 +24,30 @@ prefetch every relation used, and per-page extras (``deletion_error``) come in t
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import json
-import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.relations import PKOnlyObject
 from rest_framework.validators import UniqueValidator
 
 from hub.api.serializers.common import SafeJSONField, reject_nul_characters
-from hub.secrets import MASK, PREFIX, mask
+from sites.api.serializers.common import KEEP, MaskedField, SecretField
 from sites.models import Bucket, ExternalTarget, Site, Space
+from sites.validators import (
+    has_parent_reference,
+    validate_absolute_path,
+    validate_azure_key,
+    validate_container,
+    validate_gcs_bucket_name,
+    validate_host,
+    validate_region,
+    validate_s3_bucket_name,
+    validate_storage_account,
+)
 
 S3, AZURE, GCS, FS = (Bucket.StorageType.S3, Bucket.StorageType.AZURE, Bucket.StorageType.GCS,
                       Bucket.StorageType.FS)
@@ -61,16 +67,6 @@ MAX_CREDENTIALS_JSON = 64 * 1024
 MAX_REGEX_LENGTH = 1000
 
 
-class _Keep:
-    """Marks a secret the request did not change (the mask was sent back)."""
-
-    def __repr__(self) -> str:
-        return "<unchanged secret>"
-
-
-KEEP = _Keep()
-
-
 def model_default(name: str) -> Any:
     """What an unused bucket field holds (the model's default, ``None`` for nullable ones)."""
     field = Bucket._meta.get_field(name)
@@ -86,146 +82,12 @@ def is_empty(name: str, value: Any) -> bool:
 
 # --- validators (messages never quote a secret) ------------------------------------------------
 
-_ASCII_ALNUM = re.compile(r"[a-z0-9]")
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_IPV4_LIKE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_REGION = re.compile(r"^[A-Za-z0-9_-]*$")
-_BASE64 = re.compile(r"^[A-Za-z0-9+/]+={0,2}$")
-
-
-def _starts_and_ends_alnum(value: str) -> bool:
-    return bool(_ASCII_ALNUM.fullmatch(value[0]) and _ASCII_ALNUM.fullmatch(value[-1]))
-
-
-def validate_host(value: str) -> None:
-    """A host name or IP address, nothing more: the port and protocol have their own fields."""
-    if not value:
-        return
-    if "://" in value:
-        raise serializers.ValidationError(
-            "Give the host name only, without 'http://' or 'https://': the protocol goes in 'scheme'."
-        )
-    if any(char in value for char in "/?#@ "):
-        raise serializers.ValidationError("Give the host name only, without a path, user or spaces.")
-    try:
-        ipaddress.ip_address(value[1:-1] if value.startswith("[") and value.endswith("]") else value)
-        return
-    except ValueError:
-        pass
-    if ":" in value:
-        raise serializers.ValidationError("Give the host name only: the port goes in 'port'.")
-    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
-    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
-        raise serializers.ValidationError(
-            "Not a valid host name (letters, digits and hyphens in dot-separated labels of up to 63 characters)."
-        )
-
-
-def validate_s3_bucket_name(value: str) -> None:
-    """Amazon's naming rules for general purpose buckets (S3-compatible stores follow them)."""
-    if not 3 <= len(value) <= 63:
-        raise serializers.ValidationError("An S3 bucket name has 3 to 63 characters.")
-    if not re.fullmatch(r"[a-z0-9.-]+", value):
-        raise serializers.ValidationError("Use only lowercase letters, digits, dots and hyphens.")
-    if not _starts_and_ends_alnum(value):
-        raise serializers.ValidationError("Must begin and end with a lowercase letter or a digit.")
-    if ".." in value or ".-" in value or "-." in value:
-        raise serializers.ValidationError("Dots must separate labels: no '..', '.-' or '-.'.")
-    if _IPV4_LIKE.match(value):
-        raise serializers.ValidationError("Must not be formatted as an IP address.")
-    if value.startswith(("xn--", "sthree-", "amzn-s3-demo-")):
-        raise serializers.ValidationError("Must not start with a reserved prefix (xn--, sthree-, amzn-s3-demo-).")
-    if value.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")):
-        raise serializers.ValidationError(
-            "Must not end with a reserved suffix (-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)."
-        )
-
-
-def validate_gcs_bucket_name(value: str) -> None:
-    """Google Cloud Storage's bucket naming rules."""
-    if not re.fullmatch(r"[a-z0-9._-]+", value):
-        raise serializers.ValidationError("Use only lowercase letters, digits, dashes, underscores and dots.")
-    if len(value) < 3:
-        raise serializers.ValidationError("A GCS bucket name has at least 3 characters.")
-    if "." in value:
-        if len(value) > 222 or any(not 1 <= len(part) <= 63 for part in value.split(".")):
-            raise serializers.ValidationError(
-                "A dotted GCS bucket name has at most 222 characters, each dot-separated part 1 to 63."
-            )
-    elif len(value) > 63:
-        raise serializers.ValidationError("A GCS bucket name without dots has at most 63 characters.")
-    if not _starts_and_ends_alnum(value):
-        raise serializers.ValidationError("Must begin and end with a lowercase letter or a digit.")
-    if _IPV4_LIKE.match(value):
-        raise serializers.ValidationError("Must not be formatted as an IP address.")
-    if value.startswith("goog") or re.search(r"g[o0]{2}g[l1]e", value):
-        raise serializers.ValidationError("Must not start with 'goog' or contain 'google' (or a look-alike).")
 
 
 def validate_safe_name(value: str) -> None:
     if not _SAFE_NAME.match(value):
         raise serializers.ValidationError("Use letters, digits, '.', '_' and '-', starting with a letter or digit.")
-
-
-def validate_region(value: str) -> None:
-    if not _REGION.match(value):
-        raise serializers.ValidationError("Use only letters, digits, '-' and '_' (e.g. 'eu-west-2').")
-
-
-def validate_storage_account(value: str) -> None:
-    if not re.fullmatch(r"[a-z0-9]{3,24}", value):
-        raise serializers.ValidationError("An Azure storage account name has 3 to 24 lowercase letters and digits.")
-
-
-def validate_container(value: str) -> None:
-    if not 3 <= len(value) <= 63:
-        raise serializers.ValidationError("An Azure container name has 3 to 63 characters.")
-    if not re.fullmatch(r"[a-z0-9-]+", value):
-        raise serializers.ValidationError("Use only lowercase letters, digits and hyphens.")
-    if not _starts_and_ends_alnum(value) or "--" in value:
-        raise serializers.ValidationError(
-            "Must begin and end with a letter or digit, and every hyphen must sit between letters or digits."
-        )
-
-
-def validate_azure_key(value: str) -> None:
-    """An account key is base64 (88 characters for the usual 64 bytes); the value is never quoted."""
-    message = "Must be the storage account's base64-encoded access key."
-    if len(value) < 16 or len(value) % 4 or not _BASE64.match(value):
-        raise serializers.ValidationError(message)
-    try:
-        base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise serializers.ValidationError(message) from None
-
-
-def validate_secret_characters(value: str) -> None:
-    if any(char.isspace() or not char.isprintable() for char in value):
-        raise serializers.ValidationError("Must not contain spaces, line breaks or control characters.")
-
-
-def absolute_path_problem(value: str) -> str | None:
-    """Why ``value`` is not an absolute, normalised path other than ``/`` (None: it is)."""
-    if "\x00" in value:
-        return "Null characters are not allowed."
-    if not value.startswith("/"):
-        return "Must be an absolute path (starting with '/')."
-    if ".." in value.split("/"):
-        return "Must not contain '..'."
-    if value == "/":
-        return "Must not be the root directory '/'."
-    normal = posixpath.normpath(value)
-    if normal != value or value.startswith("//"):
-        return f"Must be a normalised path (no '//', '.' or trailing '/'): use '{normal.replace('//', '/')}'."
-    return None
-
-
-def validate_absolute_path(value: str) -> None:
-    if value:
-        problem = absolute_path_problem(value)
-        if problem:
-            raise serializers.ValidationError(problem)
 
 
 def validate_regex(value: str) -> None:
@@ -262,53 +124,16 @@ def validate_service_account(value: Any) -> None:
 
 # --- fields --------------------------------------------------------------------------------------
 
-@extend_schema_field(OpenApiTypes.STR)
-class SecretField(serializers.Field):
-    """A write-only credential: shown as the mask, kept when omitted or sent back masked."""
-
-    def __init__(self, *, max_length: int, **kwargs: Any) -> None:
-        self.max_length = max_length
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_null", True)
-        super().__init__(**kwargs)
-
-    def to_representation(self, value: Any) -> str:
-        return mask(value)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, str):
-            raise serializers.ValidationError("Must be a string.")
-        if data == MASK:
-            return KEEP
-        if len(data) > self.max_length:
-            raise serializers.ValidationError(f"Must have at most {self.max_length} characters.")
-        if data.startswith(PREFIX):
-            # The storage format of encrypted values: never a real credential.
-            raise serializers.ValidationError(f"Must not start with '{PREFIX}'.")
-        validate_secret_characters(data)
-        return data
-
-
 @extend_schema_field({
     "oneOf": [
         {"type": "object", "additionalProperties": {}, "description": "Written: the service account key (JSON)"},
         {"type": "string", "description": "Read: the mask ('********' when set, '' when not)"},
     ],
 })
-class CredentialsJSONField(serializers.Field):
+class CredentialsJSONField(MaskedField):
     """The Google service account key: an object (or its JSON text) in, the mask out."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_null", True)
-        super().__init__(**kwargs)
-
-    def to_representation(self, value: Any) -> str:
-        return mask(value)
-
-    def to_internal_value(self, data: Any) -> Any:
-        if data == MASK:
-            return KEEP
+    def to_secret(self, data: Any) -> Any:
         if data == "":
             return ""
         if isinstance(data, str):
@@ -712,7 +537,7 @@ class TargetFilesQuerySerializer(serializers.Serializer):
     )
 
     def validate_path(self, value: str) -> str:
-        if ".." in value.split("/"):
+        if has_parent_reference(value):
             raise serializers.ValidationError("Must not contain '..'.")
         return value.lstrip("/")
 

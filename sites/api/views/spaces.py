@@ -79,7 +79,7 @@ class NfsShareViewSet(HubModelViewSet):
         return shares.update_nfs_share(self.request.user, serializer.instance, **serializer.validated_data)
 
     def destroy_instance(self, instance) -> None:
-        shares.delete_nfs_share(self.request.user, instance)
+        shares.delete_share(self.request.user, instance)
 
 
 class SmbShareViewSet(HubModelViewSet):
@@ -97,7 +97,7 @@ class SmbShareViewSet(HubModelViewSet):
         return shares.update_smb_share(self.request.user, serializer.instance, **serializer.validated_data)
 
     def destroy_instance(self, instance) -> None:
-        shares.delete_smb_share(self.request.user, instance)
+        shares.delete_share(self.request.user, instance)
 
 
 # (prefix, viewset, basename) registered on the /api/ router by sites.api.urls.

@@ -209,7 +209,15 @@ def apply_inventory(report: dict[str, Any]) -> Site:
             if not isinstance(interfaces, list) or "\\u0000" in json.dumps(interfaces):
                 interfaces = []
             wanted[name] = {"site_id": site.pk, "name": name, "list_of_interfaces": interfaces}
-        summary["servers"] = _sync(Server, Server.objects.filter(site=site), lambda server: server.name, wanted)
+        # A node reports the servers it knows: itself (POSIX), or the whole cluster (GPFS, with
+        # ``servers_scope: "cluster"``). Only a cluster-wide list may remove other nodes' rows;
+        # otherwise several nodes reporting in turn would keep erasing each other.
+        if report.get("servers_scope") == "cluster":
+            scope = Server.objects.filter(site=site)
+        else:
+            scope = Server.objects.filter(site=site, name__in=[*wanted, str(report.get("node", ""))])
+        _sync(Server, scope, lambda server: server.name, wanted)
+        summary["servers"] = Server.objects.filter(site=site).count()
     else:
         summary["servers"] = Server.objects.filter(site=site).count()
 

@@ -45,6 +45,7 @@ def report(site: str = "lab", **overrides) -> dict:
             {"name": "nsd1", "list_of_interfaces": [{"name": "ib0", "addresses": ["10.0.0.1"], "speed": 100000}]},
             {"name": "nsd2"},
         ],
+        "servers_scope": "cluster",
         "counts": {"files_count": 1234, "directories_count": 56, "files_hydrated_count": 7,
                    "files_stubbed_count": 8},
     }
@@ -117,6 +118,15 @@ def test_rows_the_agent_no_longer_reports_are_removed(site):
     assert list(StoragePool.objects.values_list("pk", flat=True)) == [kept_pool]
     assert list(Fileset.objects.values_list("name", flat=True)) == ["root"]
     assert not Server.objects.exists()
+
+
+def test_nodes_reporting_only_themselves_do_not_erase_each_other(site):
+    apply_inventory(report(node="nsd1", servers=[{"name": "nsd1"}], servers_scope="node"))
+    apply_inventory(report(node="nsd2", servers=[{"name": "nsd2"}], servers_scope="node"))
+    assert sorted(Server.objects.values_list("name", flat=True)) == ["nsd1", "nsd2"]
+    # A node that stops reporting itself is removed; the other stays.
+    apply_inventory(report(node="nsd2", servers=[], servers_scope="node"))
+    assert list(Server.objects.values_list("name", flat=True)) == ["nsd1"]
 
 
 def test_a_space_whose_pool_vanished_keeps_its_placement_without_a_pool(site):

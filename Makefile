@@ -1,4 +1,5 @@
-# Two commands: `make run` starts the hub, `make test` runs the tests. See README.md.
+# Two commands: `make run` starts the hub (with a demo site and its agent), `make test` runs the tests.
+# See README.md.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -20,6 +21,7 @@ run: $(VENV)/.runtime-installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py ensure_admin
+	$(PY) manage.py ensure_demo
 	exec $(PY) manage.py runhub
 
 test: $(VENV)/.test-installed

@@ -128,7 +128,9 @@ class SpaceUsage(TypedDict):
 
 
 class InventoryReport(TypedDict):
-    """The agent's picture of its site; each list replaces the hub's list for the site."""
+    """The agent's picture of its site. Filesystems, pools and filesets are cluster-wide: each
+    list replaces the hub's list for the site. ``servers`` is merged per node unless
+    ``servers_scope`` is ``"cluster"`` (the list is then the whole cluster's)."""
 
     site: str
     node: str
@@ -139,6 +141,7 @@ class InventoryReport(TypedDict):
     counts: NotRequired[SiteCounts]
     spaces: NotRequired[list[SpaceUsage]]
     task_id: NotRequired[str]  # set when the report answers a refresh order
+    servers_scope: NotRequired[Literal["node", "cluster"]]
 
 
 TaskState = Literal["STARTED", "SUCCESS", "FAILURE"]
@@ -163,9 +166,41 @@ class PathItem(TypedDict):
     size: NotRequired[int]
     state: NotRequired[str]
     message: NotRequired[str]
+    key: NotRequired[str]  # reverse_stub: the object to stub from (a previous step's PathOutcome.key)
+    destination: NotRequired[str]  # move: where this path goes (else the task's ``destination``)
 
 
 PathStatus = Literal["processed", "failed", "aborted", "skipped"]
+
+
+class FileDetails(TypedDict):
+    """One file, directory or link as the file browser shows it (``agent.stat`` / ``agent.list``).
+
+    Times are integer nanoseconds since the epoch. ``allocated`` is the bytes of data blocks on
+    disk (a stub's is near 0 while ``size`` stays the original size). ``state`` is the HSM state
+    (``unmanaged``, ``premigrated``, ``migrated``, ``hydrated``); ``stale`` means a resident
+    file changed since its remote copy was made.
+    """
+
+    name: str
+    path: str
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int
+    allocated: int
+    mode: int  # permission bits
+    uid: int
+    gid: int
+    mtime_ns: int
+    atime_ns: int
+    ctime_ns: int
+    inode: int
+    nlink: int
+    state: str
+    stale: bool
+    target: NotRequired[str]  # the endpoint holding the remote copy, when there is one
+    key: NotRequired[str]
+    link: NotRequired[str]  # a symlink's target, as written
+    error: NotRequired[str]  # the HSM record could not be read
 
 
 class PathOutcome(TypedDict):
@@ -176,6 +211,10 @@ class PathOutcome(TypedDict):
     message: NotRequired[str]
     key: NotRequired[str]  # the object key the path's content lives under, when there is one
     size: NotRequired[int]
+    destination: NotRequired[str]  # move: where the path now is
+    entry: NotRequired[FileDetails]  # stat
+    entries: NotRequired[list[FileDetails]]  # list: one page of the directory, by name
+    next_marker: NotRequired[str]  # list: pass back as ``marker`` for the next page (absent on the last)
 
 
 # --- hub -> agent orders -------------------------------------------------------------------------

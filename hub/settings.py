@@ -247,3 +247,7 @@ HUB_FIELD_ENCRYPTION_KEYS = env_list("HUB_FIELD_ENCRYPTION_KEYS", []) or [
 
 # Trust X-Forwarded-For for the audit trail's client address (only behind a proxy that sets it).
 HUB_TRUST_X_FORWARDED_FOR = env_bool("HUB_TRUST_X_FORWARDED_FOR", False)
+
+# make run's demo estate (site "demo", its space, a folder target) and the demo site's agent
+# (manage.py ensure_demo, runhub). 0 turns both off.
+HUB_DEMO = env_bool("HUB_DEMO", True)

@@ -284,7 +284,10 @@ class PosixFilesystem:
                 except FileNotFoundError:
                     if not create:
                         raise
-                    os.mkdir(part, 0o755, dir_fd=fd)
+                    try:
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    except FileExistsError:
+                        pass  # another thread or agent created it since our open: use theirs
                     child = os.open(part, flags, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -551,8 +554,16 @@ class PosixFilesystem:
                               gid=st0.st_gid, mtime_ns=st0.st_mtime_ns, atime_ns=st0.st_atime_ns, path=f.sp.rel,
                               inode=st0.st_ino, ctime_ns=st0.st_ctime_ns)
         base = self.object_key(f.sp)
-        for _ in range(3):  # another agent may take a free key between our head and our put
-            key, how = self._choose_key(store, base, meta, opts.overwrite)
+        # A small file (already in memory) first tries its base key blind with ``if_absent``, which
+        # never replaces anything: a free key - the common case - then costs no lookup. An occupied
+        # one fails the put before anything is committed and goes through ``_choose_key`` below,
+        # the same decisions (reuse, overwrite, sibling) as when looking first.
+        blind = data is not None and not opts.overwrite
+        for attempt in range(4 if blind else 3):  # another agent may take a free key between head and put
+            if blind and attempt == 0:
+                key, how = base, "create"
+            else:
+                key, how = self._choose_key(store, base, meta, opts.overwrite)
             if how == "reuse":
                 break
             try:

@@ -241,7 +241,16 @@ class S3Store(ObjectStore):
             with self._conditional_lock:
                 self._conditional[key] += 1
         try:
-            self._transfer().upload(reader, self.bucket, key, extra_args=extra).result()
+            if size is not None and size < self.multipart_threshold:
+                # s3transfer would send this as one PutObject too, but after two thread hand-offs
+                # that cost more than the request itself for a small file. The bytes are read and
+                # their count checked (the read past the size proves the stream ends there)
+                # before anything is sent, as on the streaming path.
+                data = reader.read(size)
+                reader.read(1)
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+            else:
+                self._transfer().upload(reader, self.bucket, key, extra_args=extra).result()
         except _SDK_ERRORS as error:
             mapped = map_error(error, key=key, operation="upload")
             if isinstance(mapped, AlreadyExists) and not if_absent:

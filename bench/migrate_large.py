@@ -13,8 +13,9 @@ object, which makes that baseline slow there). Each side's result is checked aga
 SHA-256 (untimed). The agent's recall also hashes and fsyncs the file; the baselines do not, so
 the streamed GET is also shown with an ``fsync`` (same durability, still no checksum).
 
-Rounds alternate which side goes first; a warm-up transfer on each side is not counted; every
-object is deleted after its round so moto's memory stays flat.
+Rounds alternate which side goes first; a warm-up transfer on each side is not counted; dirty
+pages are flushed (``sync``) before each timed step; every object is deleted after its round so
+moto's memory stays flat.
 
     .venv/bin/python bench/migrate_large.py --size 1G
     .venv/bin/python bench/migrate_large.py --quick
@@ -80,6 +81,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def start() -> float:
+    """Flush dirty pages first (moto's spooled parts, the last download), so one step's writeback
+    is not charged to the next; then the clock starts."""
+    os.sync()
+    return time.perf_counter()
+
+
 def unmanage(path: Path) -> None:
     """Forget the HSM record so the next round migrates the file afresh."""
     fd = os.open(path, os.O_RDONLY)
@@ -102,7 +110,7 @@ class Sides:
                                               max_concurrency=concurrency)
 
     def agent(self, path: Path, sha: str) -> tuple[float, float]:
-        started = time.perf_counter()
+        started = start()
         result = self.fs.migrate(path, self.store, premigrate=True, target="bench")
         uploaded = time.perf_counter() - started
         if result.status != ResultStatus.PROCESSED or result.key is None:
@@ -110,7 +118,7 @@ class Sides:
         released = self.fs.release(path, self.store, verify_content=False)  # untimed: make the stub
         if released.status != ResultStatus.PROCESSED or os.stat(path).st_blocks * 512 > MiB:
             raise RuntimeError(f"agent release: {released}")
-        started = time.perf_counter()
+        started = start()
         recalled = self.fs.recall(path, self.store)
         downloaded = time.perf_counter() - started
         if recalled.status != ResultStatus.PROCESSED or sha256_of(path) != sha:
@@ -125,16 +133,16 @@ class Sides:
         ``fsync`` is timed apart (the agent's recall makes its bytes durable; these do not)."""
         key = f"baseline/{path.name}"
         copy = path.with_name(path.name + ".download")
-        started = time.perf_counter()
+        started = start()
         self.client.upload_file(str(path), BUCKET, key, Config=self.transfer_config)
         uploaded = time.perf_counter() - started
-        started = time.perf_counter()
+        started = start()
         self.client.download_file(BUCKET, key, str(copy), Config=self.transfer_config)
         ranged = time.perf_counter() - started
         if sha256_of(copy) != sha:
             raise RuntimeError("baseline download_file differs from the file")
         copy.unlink()
-        started = time.perf_counter()
+        started = start()
         body = self.client.get_object(Bucket=BUCKET, Key=key)["Body"]
         with open(copy, "wb") as out:
             for chunk in body.iter_chunks(8 * MiB):
@@ -217,7 +225,7 @@ def main() -> int:
     parser.add_argument("--size", type=parse_size, default=1 * GiB, help="file size (e.g. 1G, 256M; default 1G)")
     parser.add_argument("--part-size", type=parse_size, default=8 * MiB, help="multipart part size (default 8M)")
     parser.add_argument("--concurrency", type=int, default=4, help="parts in flight (default 4, the driver's)")
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds per side (default 3)")
+    parser.add_argument("--rounds", type=int, default=5, help="measured rounds per side (default 5)")
     parser.add_argument("--quick", action="store_true", help="a fast sanity run: 48 MiB, one round")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the data (default: a temp dir)")
     args = parser.parse_args()

@@ -23,6 +23,9 @@ class Bucket(models.Model):
         GCS = "gcs", "Google Cloud Storage"
         FS = "fs", "POSIX folder"
 
+    # The encrypted, write-only columns: masked in the API, sealed in orders, never in task rows.
+    SECRET_FIELDS = ("access_key_id", "secret_access_key", "access_key", "credentials_json")
+
     name = models.CharField(max_length=255, db_index=True)
     label = models.CharField(max_length=255, blank=True, default="")
     storage_type = models.CharField(max_length=10, choices=StorageType.choices, db_index=True)

@@ -51,7 +51,7 @@ BUCKET_ORDER_FIELDS = (
     "storage_account", "container", "credentials_file", "migration_target_folder", "advanced_settings",
     "soft_deleting",
 )
-SECRET_FIELDS = ("access_key_id", "secret_access_key", "access_key", "credentials_json")
+SECRET_FIELDS = Bucket.SECRET_FIELDS
 # A remote listing page is bounded whatever the configuration says (the answer travels through
 # the broker and the database).
 MAX_LISTING_ITEMS = 1000

@@ -52,7 +52,7 @@ from sites.validators import (
 S3, AZURE, GCS, FS = (Bucket.StorageType.S3, Bucket.StorageType.AZURE, Bucket.StorageType.GCS,
                       Bucket.StorageType.FS)
 SCHEMES = ("http", "https")
-SECRET_FIELDS = ("access_key_id", "secret_access_key", "access_key", "credentials_json")
+SECRET_FIELDS = Bucket.SECRET_FIELDS
 # The bucket fields each storage type uses (``label``, ``advanced_settings`` and the type itself
 # belong to every type).
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {

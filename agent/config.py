@@ -15,6 +15,11 @@ naming the key and where it came from, instead of running with a silent default.
 (the Fernet key sealing target credentials, ``manage.py agent_key <site>`` on the hub) is kept in
 a ``Secret`` whose ``repr`` and ``str`` never show it; ``describe`` masks it and any password in
 the broker URL.
+
+Cancels need no key: each node also consumes its own control queue (``<site>.control.<node>``,
+``agent.contract.control_queue``) with one worker of its own (``agent.worker``); its name follows
+from ``site`` and ``node``, and ``check`` shows it as ``control_queue``. A node name therefore
+must be unique within its site, as the heartbeats already require.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from agent.contract import DEFAULT_QUEUE, HUB_QUEUE, broker_queue
+from agent.contract import DEFAULT_QUEUE, HUB_QUEUE, broker_queue, control_queue
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # the hub's NAME_VALIDATOR for sites and queues
 BROKER_SCHEMES = ("filesystem://", "redis://", "rediss://", "amqp://", "amqps://")
@@ -116,6 +121,11 @@ class AgentConfig:
 
     def queue_names(self) -> list[str]:
         return [queue.name for queue in self.queues]
+
+    @property
+    def control_queue(self) -> str:
+        """The broker queue of this node's control worker (cancels; see ``agent.worker``)."""
+        return control_queue(self.site, self.node)
 
 
 # --- parsers: raw value (TOML type or text) -> typed value, ConfigError on anything else -------
@@ -449,6 +459,7 @@ def describe(config: AgentConfig) -> dict[str, Any]:
         "broker_dir": str(config.broker_dir) if config.uses_filesystem_broker else "(unused: not filesystem://)",
         "queues": {spec.name: {"concurrency": spec.concurrency, "broker_queue": spec.broker_name(config.site)}
                    for spec in config.queues},
+        "control_queue": config.control_queue,
         "hub_queue": config.hub_queue,
         "heartbeat_interval": config.heartbeat_interval,
         "state_dir": str(config.state_dir),
@@ -460,6 +471,7 @@ def describe(config: AgentConfig) -> dict[str, Any]:
         "pool": config.pool,
         "inventory_budget": config.inventory_budget,
     }
+    sources.setdefault("control_queue", "site and node")
     return {key: {"value": value, "from": sources.get(key, "default")} for key, value in values.items()}
 
 

@@ -8,8 +8,13 @@ Direction of travel:
 * hub -> agent: an *order* published to the site's broker queue (``<site>`` for the default
   queue, ``<site>.<queue>`` for a function queue) under one of ``AgentTask``'s names, with the
   Celery task id equal to the hub's ``SettingsTask.task_id`` so reports can be matched.
+* hub -> agent node: a *control order* (``AgentTask.CANCEL``) published to the queue of one
+  node (``control_queue``), which a small worker of that node's agent serves even while every
+  data slot is busy. The hub sends it to every node of the site.
 * agent -> hub: a *report* published to the hub's queue (``HUB_QUEUE``) under one of
   ``HubTask``'s names. The hub worker applies it to the database; the agent never touches it.
+  Orders report to ``HubTask.TASK_RESULT``; data tasks (``HsmTask``) to
+  ``HubTask.JOB_TASK_RESULT``, with the reporting node's name.
 
 Messages are JSON. Credentials never travel in an order in clear (see ``TargetOrder``).
 """
@@ -34,6 +39,7 @@ class AgentTask:
     REMOVE_TARGET = "agent.remove_target"
     LIST_TARGET = "agent.list_target"
     SYNC_ACCOUNTS = "agent.sync_accounts"
+    CANCEL = "agent.cancel"  # a control order: see ``CancelOrder`` and ``control_queue``
 
 
 class HsmTask:
@@ -44,6 +50,16 @@ class HsmTask:
     order). One bad path never fails the batch; a task raises only for a fault that makes the
     whole batch meaningless (unknown target, unreadable configuration), which the hub records
     as the task's Failure.
+
+    Options a task's function does not accept (workflow-only fields such as ``lock_level``) are
+    dropped by the agent and logged, never a failure. Reports go to ``HubTask.JOB_TASK_RESULT``:
+    ``STARTED``, ``PROGRESS`` (``TaskProgress``, at most every 30 s of a long batch), then
+    ``SUCCESS`` (``DataTaskResults``) or ``FAILURE`` (``error``), each with ``node``.
+
+    ``RECURSIVE_NAVIGATE`` is discovery: ``recursive_navigate(paths, jobid, max_entries=1000,
+    marker="", skip_missing=False)``. Each item's outcome lists one page of the directory's
+    direct children (``entries``, ``directories``, ``next_marker``), or the item itself when it
+    is not a directory; see ``PathOutcome``.
     """
 
     MIGRATE = "agent.migrate"
@@ -53,6 +69,7 @@ class HsmTask:
     MOVE = "agent.move"
     STAT = "agent.stat"
     LIST = "agent.list"
+    RECURSIVE_NAVIGATE = "agent.recursive_navigate"
 
 
 class HubTask:
@@ -60,12 +77,26 @@ class HubTask:
 
     HEARTBEAT = "hub.sites.heartbeat"
     INVENTORY = "hub.sites.inventory"
-    TASK_RESULT = "hub.sites.task_result"
+    TASK_RESULT = "hub.sites.task_result"  # orders (AgentTask)
+    JOB_TASK_RESULT = "hub.workflows.task_result"  # data tasks (HsmTask)
 
 
 def broker_queue(site: str, queue: str = DEFAULT_QUEUE) -> str:
     """The broker queue an agent of ``site`` consumes for its ``queue``."""
     return site if queue == DEFAULT_QUEUE else f"{site}.{queue}"
+
+
+def control_queue(site: str, node: str) -> str:
+    """The broker queue of one agent node's control worker: ``<site>.control.<node>``.
+
+    Control orders (``AgentTask.CANCEL``) go there rather than to a site queue because a site
+    queue's messages wait for a free slot, and a cancel must reach a node whose every data slot
+    is busy with the very tasks it cancels. Each node consumes its own (one worker, concurrency
+    1), so the hub publishes a cancel once per node of the site (the node names of its
+    heartbeats). The name cannot collide with a function queue (``<site>.<queue>``): queue names
+    have no dots.
+    """
+    return f"{site}.control.{node}"
 
 
 # --- agent -> hub reports ----------------------------------------------------------------------
@@ -144,17 +175,43 @@ class InventoryReport(TypedDict):
     servers_scope: NotRequired[Literal["node", "cluster"]]
 
 
-TaskState = Literal["STARTED", "SUCCESS", "FAILURE"]
+TaskState = Literal["STARTED", "PROGRESS", "SUCCESS", "FAILURE"]
 
 
 class TaskResult(TypedDict):
-    """The outcome of an order. ``results`` is the order-specific answer (see each order)."""
+    """The outcome of an order or a data task. ``results`` is the task-specific answer (see each
+    order; ``DataTaskResults`` for a data task's SUCCESS, ``TaskProgress`` for its PROGRESS).
+    ``PROGRESS`` is sent by data tasks only; ``node`` is set on every data task report."""
 
     task_id: str
     state: TaskState
     results: NotRequired[Any]
     error: NotRequired[str]
     at: NotRequired[str]
+    node: NotRequired[str]  # the reporting agent's node name (data tasks)
+
+
+class TaskProgress(TypedDict):
+    """``TaskResult.results`` of a ``PROGRESS`` report: where a running batch stands. Bytes count
+    whole finished paths plus what running transfers moved so far."""
+
+    paths_done: int
+    paths_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+class DataTaskResults(TypedDict):
+    """``TaskResult.results`` of a data task's ``SUCCESS``: one outcome per input path, in order.
+
+    ``summary`` counts outcomes per status. ``cancelled`` is True when a cancel flag for the task
+    (or its job) was seen: its ``aborted`` paths were not attempted because of it.
+    """
+
+    jobid: Any
+    outcomes: list[PathOutcome]
+    summary: dict[str, int]
+    cancelled: bool
 
 
 # --- data tasks: paths in, one outcome per path out -------------------------------------------
@@ -203,6 +260,19 @@ class FileDetails(TypedDict):
     error: NotRequired[str]  # the HSM record could not be read
 
 
+class DiscoveredEntry(TypedDict):
+    """One path found by discovery (``agent.recursive_navigate``), small enough to send by the
+    thousand. ``size`` is a regular file's size (a stub's original size), 0 for anything else;
+    ``state`` the HSM state (``unmanaged``, ``premigrated``, ``migrated``, ``hydrated``);
+    ``mtime_ns`` integer nanoseconds since the epoch. Symlinks are listed, never followed."""
+
+    path: str
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int
+    state: str
+    mtime_ns: int
+
+
 class PathOutcome(TypedDict):
     """What a data task did with one path. ``message`` says why for anything but processed."""
 
@@ -213,8 +283,12 @@ class PathOutcome(TypedDict):
     size: NotRequired[int]
     destination: NotRequired[str]  # move: where the path now is
     entry: NotRequired[FileDetails]  # stat
-    entries: NotRequired[list[FileDetails]]  # list: one page of the directory, by name
-    next_marker: NotRequired[str]  # list: pass back as ``marker`` for the next page (absent on the last)
+    # list: one page of the directory, by name (FileDetails). recursive_navigate: one page of a
+    # directory's direct children, by name, directories included (DiscoveredEntry), or the item
+    # itself when it is not a directory.
+    entries: NotRequired[list[FileDetails] | list[DiscoveredEntry]]
+    directories: NotRequired[list[str]]  # recursive_navigate: this page's subdirectories (not symlinks)
+    next_marker: NotRequired[str]  # list, recursive_navigate: pass back as ``marker`` for the next page
 
 
 # --- hub -> agent orders -------------------------------------------------------------------------
@@ -262,6 +336,17 @@ class TargetOrder(TypedDict):
     bucket: dict[str, Any]
     credentials_ref: dict[str, Any]
     credentials: NotRequired[str]
+
+
+class CancelOrder(TypedDict):
+    """``agent.cancel`` (sent to ``control_queue(site, node)`` of every node of the site): stop the
+    data tasks of these ids between files. An id is a task id or a job id (the ``jobid`` the
+    data tasks carry). The flags live in the node's state directory, so a task that has not
+    started yet reports all its paths ``aborted`` ("not attempted: cancelled") as soon as it is
+    delivered, touching no file. Not answered: the cancelled tasks' own reports say what
+    stopped."""
+
+    task_ids: list[str]
 
 
 class ListTargetOrder(TypedDict):

@@ -9,7 +9,9 @@ Each order is a plain function ``handler(ctx, order, task_id=...) -> results`` t
 3. ``TaskResult(SUCCESS, results)`` or ``TaskResult(FAILURE, error)``.
 
 The inventory order is the exception: its answer is the ``InventoryReport`` itself (carrying the
-task id), which the hub applies and then marks the task finished.
+task id), which the hub applies and then marks the task finished. The control order
+``agent.cancel`` (``apply_cancel``) is not answered at all: it only raises cancel flags, and the
+cancelled data tasks' own reports tell the hub what stopped.
 
 Redelivery: the broker may hand an order over twice (a worker lost, a visibility timeout). The
 orders are idempotent, and those that change state are also *journaled*: their outcome is kept
@@ -437,6 +439,36 @@ def sync_accounts(ctx: OrderContext, order: dict[str, Any], *, task_id: str) -> 
 
 
 # --- the reporting protocol -----------------------------------------------------------------------
+
+# --- cancel (a control order) ---------------------------------------------------------------------
+
+MAX_CANCEL_IDS = 10_000
+
+
+def apply_cancel(ctx: OrderContext, order: Any, *, task_id: str) -> list[str]:
+    """``agent.cancel``: raise the cancel flag of each id (task or job) in ``order["task_ids"]``.
+
+    Running data tasks of those ids see the flag between files and answer the rest of their
+    paths ``aborted``; tasks not started yet answer all of them so when they arrive. The order
+    is idempotent (a flag raised twice is one flag) and answers nothing: a malformed one is
+    logged and dropped, since no hub task waits for it. Returns the ids flagged.
+    """
+    ids = order.get("task_ids") if isinstance(order, dict) else None
+    if not isinstance(ids, list) or len(ids) > MAX_CANCEL_IDS:
+        logger.warning("%s[%s]: malformed cancel order dropped (task_ids must be a list of at most %d ids)",
+                       AgentTask.CANCEL, task_id, MAX_CANCEL_IDS)
+        return []
+    flagged: list[str] = []
+    for value in ids:
+        if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+            logger.warning("%s[%s]: id %r is not a task or job id; ignored", AgentTask.CANCEL, task_id, value)
+            continue
+        ctx.state.request_cancel(str(value))
+        flagged.append(str(value))
+    shown = ", ".join(flagged[:20]) + (f"... ({len(flagged)} in all)" if len(flagged) > 20 else "")
+    logger.info("%s[%s]: cancel requested for %s", AgentTask.CANCEL, task_id, shown or "nothing")
+    return flagged
+
 
 Handler = Callable[..., Any]
 

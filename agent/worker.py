@@ -1,4 +1,5 @@
-"""Running the agent: one supervisor process, one Celery worker process per queue.
+"""Running the agent: one supervisor process, one Celery worker process per queue, and one
+control worker.
 
 Why one worker per queue rather than one worker consuming them all: a Celery worker has one
 pool with one concurrency, and the issue asks for concurrency per queue (say 2 for orders and
@@ -9,7 +10,8 @@ The supervisor (``run``), which is the process systemd starts:
 
 1. sets up logging, the state directory (pruning old journal entries) and the broker folders;
 2. starts one worker process per configured queue (``multiprocessing`` *spawn*, so each starts
-   from a clean interpreter rather than a fork of a threaded process);
+   from a clean interpreter rather than a fork of a threaded process), and the node's *control
+   worker* (below);
 3. sends a heartbeat at once and then every interval, and an inventory report once at start;
 4. watches the workers: if one exits on its own, it stops the others and exits 1, so systemd
    (``Restart=on-failure``) restarts the whole agent and heartbeats never claim a queue that
@@ -21,6 +23,16 @@ The supervisor (``run``), which is the process systemd starts:
    systemd's ``TimeoutStopSec`` bounds how long a batch may take to finish (``KillMode=mixed``:
    only the supervisor gets systemd's SIGTERM; the pool processes must not, or running tasks
    would die instead of finishing).
+
+The control worker consumes the node's own queue, ``agent.contract.control_queue(site, node)``
+(``<site>.control.<node>``), with one solo slot. It serves ``agent.cancel``, which raises cancel
+flags in the state directory that running data tasks check between files. A cancel cannot wait
+in a data queue: it is needed precisely when every data slot is busy with the tasks it cancels,
+so it gets a queue and a process that never run data. It needs no configuration (the queue's name
+comes from the site and node names; the hub sends the order once per node of the site, by the
+node names of the heartbeats) and is not a queue of the heartbeat's ``queues`` list (the hub
+dispatches no work there); its pid is ``info.control_worker``. Like a queue worker, if it dies
+the agent stops with exit code 1.
 """
 
 from __future__ import annotations
@@ -86,9 +98,18 @@ def setup_logging(config: AgentConfig, role: str) -> None:
 
 # --- one queue's worker (a child process) -------------------------------------------------------
 
+CONTROL = "control"  # the control worker's role in logs and process names (not a queue name)
+
+
 def worker_hostname(config: AgentConfig, queue: str) -> str:
     """The Celery node name of a queue's worker: unique per site, queue and node."""
     return f"{config.site}.{queue}@{config.node}"
+
+
+def control_hostname(config: AgentConfig) -> str:
+    """The Celery node name of the control worker. A queue cannot be named like it: queue names
+    have no dots."""
+    return f"{config.site}.{CONTROL}.worker@{config.node}"
 
 
 def _detach_from_supervisor_group() -> None:
@@ -114,6 +135,20 @@ def _detach_from_supervisor_group() -> None:
 
 def queue_worker_main(config: AgentConfig, queue: str) -> None:
     """Entry point of a worker process: a Celery worker consuming one of the site's queues."""
+    spec = next(spec for spec in config.queues if spec.name == queue)
+    _serve(config, role=queue, broker_queue=spec.broker_name(config.site), hostname=worker_hostname(config, queue),
+           concurrency=spec.concurrency, pool=config.pool)
+
+
+def control_worker_main(config: AgentConfig) -> None:
+    """Entry point of the control worker: one solo slot on the node's control queue (see the
+    module docstring). Solo: a cancel is a few small file writes, not worth a pool process."""
+    _serve(config, role=CONTROL, broker_queue=config.control_queue,
+           hostname=control_hostname(config), concurrency=1, pool="solo")
+
+
+def _serve(config: AgentConfig, *, role: str, broker_queue: str, hostname: str, concurrency: int,
+           pool: str) -> None:
     from celery import signals
     from celery.concurrency import get_implementation
 
@@ -121,23 +156,23 @@ def queue_worker_main(config: AgentConfig, queue: str) -> None:
     from agent.orders import apply_stored_settings
 
     _detach_from_supervisor_group()
-    setup_logging(config, queue)
+    setup_logging(config, role)
 
     @signals.setup_logging.connect(weak=False)
     def keep_our_logging(**_: Any) -> None:  # a receiver stops Celery from configuring logging itself
         return None
 
-    spec = next(spec for spec in config.queues if spec.name == queue)
     runtime = Runtime(config)
     # Pool processes apply pushed settings before each task; this process (which logs receipts)
     # when a task arrives.
     signals.task_received.connect(lambda **_: apply_stored_settings(runtime.ctx), weak=False)
-    runtime.app.conf.worker_concurrency = spec.concurrency
+    runtime.app.conf.worker_concurrency = concurrency
+    runtime.app.conf.worker_pool = pool
     worker = runtime.app.Worker(
-        hostname=worker_hostname(config, queue),
-        queues=[spec.broker_name(config.site)],
-        concurrency=spec.concurrency,
-        pool_cls=get_implementation(config.pool),
+        hostname=hostname,
+        queues=[broker_queue],
+        concurrency=concurrency,
+        pool_cls=get_implementation(pool),
         loglevel=config.log_level,
         without_mingle=True,
         without_gossip=True,
@@ -145,8 +180,8 @@ def queue_worker_main(config: AgentConfig, queue: str) -> None:
         optimization="fair",
         quiet=True,
     )
-    logger.info("worker for queue %s (%s, %s x%d) starting", queue, spec.broker_name(config.site), config.pool,
-                spec.concurrency)
+    logger.info("worker for %s (%s, %s x%d) starting", role if role == CONTROL else f"queue {role}", broker_queue,
+                pool, concurrency)
     worker.start()
     sys.exit(worker.exitcode or 0)
 
@@ -177,6 +212,7 @@ class Supervisor:
             info=self._info, on_beat=lambda: apply_stored_settings(ctx),
         )
         self.workers: dict[str, multiprocessing.process.BaseProcess] = {}
+        self.control: multiprocessing.process.BaseProcess | None = None
         self._stop = threading.Event()
         self.signal_name: str | None = None
 
@@ -188,6 +224,7 @@ class Supervisor:
             "pool": self.config.pool,
             "concurrency": {spec.name: spec.concurrency for spec in self.config.queues},
             "workers": {name: proc.pid for name, proc in self.workers.items()},
+            "control_worker": self.control.pid if self.control is not None else None,
             "roots": [str(root) for root in self.config.roots],
         }
 
@@ -219,6 +256,9 @@ class Supervisor:
                                  name=f"agent-{self.config.site}-{spec.name}", daemon=False)
             proc.start()
             self.workers[spec.name] = proc
+        self.control = spawn.Process(target=control_worker_main, args=(self.config,),
+                                     name=f"agent-{self.config.site}-{CONTROL}", daemon=False)
+        self.control.start()
         logger.info("agent of site %s on node %s: queues %s, state in %s", self.config.site, self.config.node,
                     ", ".join(f"{s.name} x{s.concurrency}" for s in self.config.queues), self.config.state_dir)
         self.heartbeat.start()
@@ -232,6 +272,11 @@ class Supervisor:
                              ", ".join(str(self.workers[name].exitcode) for name in dead))
                 exit_code = 1
                 break
+            if self.control is not None and not self.control.is_alive():
+                # Cancels would no longer reach this node's running tasks.
+                logger.error("the control worker exited (code %s); stopping the agent", self.control.exitcode)
+                exit_code = 1
+                break
         if self.signal_name:
             logger.info("%s received: finishing running tasks, then stopping", self.signal_name)
         self._stop_workers()
@@ -239,8 +284,15 @@ class Supervisor:
         logger.info("agent stopped")
         return exit_code
 
+    def _processes(self) -> dict[str, multiprocessing.process.BaseProcess]:
+        """Every worker process by role (the queue workers' roles are their queue names)."""
+        procs = {f"queue {name}": proc for name, proc in self.workers.items()}
+        if self.control is not None:
+            procs[CONTROL] = self.control
+        return procs
+
     def _signal_workers(self, signum: int) -> None:
-        for proc in self.workers.values():
+        for proc in self._processes().values():
             if proc.is_alive() and proc.pid is not None:
                 try:
                     os.kill(proc.pid, signum)
@@ -250,7 +302,7 @@ class Supervisor:
     def _stop_workers(self) -> None:
         self._signal_workers(signal.SIGTERM)  # Celery's warm shutdown: finish the running tasks
         waited = time.monotonic()
-        for name, proc in self.workers.items():
+        for name, proc in self._processes().items():
             while proc.is_alive():
                 proc.join(10.0)
                 if proc.is_alive():

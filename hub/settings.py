@@ -179,7 +179,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # Several serializers have a field called ``type``; name each enum so they do not collide.
-    "ENUM_NAME_OVERRIDES": {"TokenTypeEnum": ["access", "refresh"]},
+    "ENUM_NAME_OVERRIDES": {
+        "TokenTypeEnum": ["access", "refresh"],
+        "JobStateEnum": "workflows.states.JobState",
+        "TaskStateEnum": "workflows.states.TaskState",
+        "PathStateEnum": "workflows.states.PathState",
+        "SettingsTaskStateEnum": "sites.models.tasks.SettingsTask.State",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------
@@ -197,6 +203,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+    # Publishes a message file whole or not at all (kombu's own writes it in place; a reader
+    # could take it half-written). Shared with the agent: agent/transport.py.
+    CELERY_BROKER_TRANSPORT = "agent.transport:AtomicFilesystemTransport"
 else:
     # Long data-movement tasks are acknowledged late; a visibility timeout shorter than the
     # longest task would make Redis hand the same task to a second worker while it still runs.
@@ -211,6 +220,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "hub"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The workflow sweeper (workflows.sweeper): stuck tasks, lost nodes, waiting queues, old jobs.
+CELERY_BEAT_SCHEDULE = {
+    "workflow-sweeper": {"task": "hub.workflows.sweep", "schedule": env_int("HUB_SWEEP_INTERVAL", 30, minimum=1),
+                         "options": {"queue": "hub", "expires": 60}},
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Internationalisation, static files, logging --------------------------------------------

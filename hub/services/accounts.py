@@ -23,7 +23,8 @@ User = get_user_model()
 # --- built-in groups -----------------------------------------------------------------------------
 
 def sync_builtin_group_permissions() -> None:
-    """Administrators hold every permission; Users may view every space (once spaces exist)."""
+    """Administrators hold every permission; Users may view every space and every workflow (the
+    workflows they may launch), once those models exist."""
     admins, _ = Group.objects.get_or_create(name=settings.HUB_ADMINISTRATORS_GROUP)
     users, _ = Group.objects.get_or_create(name=settings.HUB_USERS_GROUP)
     for group, description in (
@@ -34,7 +35,7 @@ def sync_builtin_group_permissions() -> None:
             group=group, defaults={"builtin": True}, create_defaults={"builtin": True, "description": description}
         )
     admins.permissions.set(Permission.objects.all())
-    users.permissions.add(*Permission.objects.filter(codename="view_space"))
+    users.permissions.add(*Permission.objects.filter(codename__in=("view_space", "view_workflow")))
 
 
 # --- id allocation -------------------------------------------------------------------------------

@@ -35,6 +35,14 @@ def test_defaults_need_only_a_site(tmp_path: Path):
     assert config.visibility_timeout == 12 * 3600 and config.roots == () and config.agent_key is None
 
 
+def test_the_control_queue_follows_from_site_and_node_without_any_setting():
+    config = load_config(environ={"AGENT_SITE": "lab", "AGENT_NODE": "nsd1"})
+
+    assert config.control_queue == "lab.control.nsd1"
+    assert config.control_queue not in {spec.broker_name("lab") for spec in config.queues}
+    assert describe(config)["control_queue"] == {"value": "lab.control.nsd1", "from": "site and node"}
+
+
 def test_a_missing_site_is_an_error():
     with pytest.raises(ConfigError, match="site is required"):
         load_config(environ={})

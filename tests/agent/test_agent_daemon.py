@@ -3,8 +3,13 @@
 ``python -m agent run`` runs as a subprocess (the filesystem transport in a temporary folder,
 and Redis database 13); the test plays the hub with a plain Celery app and kombu consumer that
 know nothing but ``agent.contract``: it reads the heartbeats and the start-up inventory from the
-hub's queue, sends orders and a data task, reads the ``TaskResult`` reports, redelivers an order
-and finally stops the agent with SIGTERM.
+hub's queue, sends orders and a data task, reads the ``TaskResult`` reports, redelivers an order,
+cancels a running data task through the node's control queue and finally stops the agent with
+SIGTERM.
+
+The data tasks' reporting (hub task name, node, progress, options a task does not take, a cancel
+seen before the start) is also checked in-process, through the agent's own Celery app run
+eagerly with its reports collected instead of published.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ import pytest
 from celery import Celery
 from cryptography.fernet import Fernet
 
-from agent.contract import AgentTask, HsmTask, HubTask
+from agent import app as agent_app
+from agent.app import Runtime
+from agent.config import load_config
+from agent.contract import AgentTask, HsmTask, HubTask, control_queue
 from agent.drivers.fs import FolderStore
 from agent.hsm.state import HsmState, read_record
+from agent.transport import AtomicFilesystemTransport
 from tests.conftest import require
 from tests.integration.test_celery_wiring import redis_reachable
 
@@ -59,6 +68,9 @@ class HubSide:
     def __post_init__(self) -> None:
         self.app = Celery("hub-probe", broker=self.broker_url, fixups=[], set_as_current=False)
         self.app.conf.broker_transport_options = self.options
+        if self.broker_url.startswith("filesystem://"):
+            # Publish whole files, as the agent does: the data tasks here are large messages.
+            self.app.conf.broker_transport = AtomicFilesystemTransport
         self.app.conf.task_serializer = "json"
         self.connection = self.app.connection_for_read()
         self.queue = self.connection.SimpleQueue(self.hub_queue, serializer="json", accept=["json"])
@@ -99,14 +111,22 @@ class HubSide:
                 pytest.fail(f"no {what} within {timeout}s; seen: {json.dumps(self.seen)[-3000:]}")
             self._pull(min(1.0, remaining))
 
-    def result(self, task_id: str, state: str, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_for(lambda name, kw: name == HubTask.TASK_RESULT and kw["report"]["task_id"] == task_id
+    def result(self, task_id: str, state: str, timeout: float = 60.0, *,
+               report: str = HubTask.TASK_RESULT) -> dict[str, Any]:
+        """A ``TaskResult`` in ``state`` for ``task_id`` (orders report to ``TASK_RESULT``, data
+        tasks to ``JOB_TASK_RESULT``)."""
+        return self.wait_for(lambda name, kw: name == report and kw["report"]["task_id"] == task_id
                              and kw["report"]["state"] == state, timeout, f"{state} for {task_id}")["report"]
 
-    def finished(self, task_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        return self.wait_for(lambda name, kw: name == HubTask.TASK_RESULT and kw["report"]["task_id"] == task_id
+    def finished(self, task_id: str, timeout: float = 60.0, *, report: str = HubTask.TASK_RESULT) -> dict[str, Any]:
+        return self.wait_for(lambda name, kw: name == report and kw["report"]["task_id"] == task_id
                              and kw["report"]["state"] in ("SUCCESS", "FAILURE"), timeout,
                              f"the end of {task_id}")["report"]
+
+    def reports_of(self, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every report seen so far about ``task_id``, with the hub task it came under."""
+        return [(name, kw["report"]) for name, kw in self.seen
+                if isinstance(kw.get("report"), dict) and kw["report"].get("task_id") == task_id]
 
 
 @dataclass
@@ -185,6 +205,8 @@ def test_agent_serves_the_hub_through_the_broker(broker, tmp_path: Path, key: st
         assert beat["sent_at"].endswith("+00:00")
         assert beat["info"]["concurrency"] == {"default": 2, "transfer": 1}
         workers = beat["info"]["workers"]
+        control = beat["info"]["control_worker"]
+        assert control not in workers.values()
         hub.wait_for(lambda name, kw: name == HubTask.HEARTBEAT, timeout=10, what="a second heartbeat")
 
         report = hub.wait_for(lambda name, kw: name == HubTask.INVENTORY, what="the inventory")["report"]
@@ -232,12 +254,15 @@ def test_agent_serves_the_hub_through_the_broker(broker, tmp_path: Path, key: st
         source = mountpoint / "results.bin"
         source.write_bytes(payload)
         migrated = hub.send(HsmTask.MIGRATE, {"paths": [{"path": str(source)}], "jobid": "job-1",
-                                              "target": "fs-1-archive"}, queue=f"{site}.transfer")
-        done = hub.finished(migrated)
+                                              "target": "fs-1-archive", "lock_level": "partial"},
+                            queue=f"{site}.transfer")
+        done = hub.finished(migrated, report=HubTask.JOB_TASK_RESULT)
         assert done["state"] == "SUCCESS", done
+        assert done["node"] == "nsd1"
         [outcome] = done["results"]["outcomes"]
         assert outcome["status"] == "processed", outcome
-        assert done["results"]["summary"] == {"processed": 1}
+        assert done["results"]["summary"] == {"processed": 1} and done["results"]["cancelled"] is False
+        assert {name for name, _ in hub.reports_of(migrated)} == {HubTask.JOB_TASK_RESULT}
         remote_bytes = (remote / outcome["key"]).read_bytes()
         assert hashlib.sha256(remote_bytes).digest() == hashlib.sha256(payload).digest()
         assert read_record(str(source)).state == HsmState.MIGRATED
@@ -257,7 +282,7 @@ def test_agent_serves_the_hub_through_the_broker(broker, tmp_path: Path, key: st
         took = agent.stop()
         assert agent.process.returncode == 0, agent.text()
         assert took < 20, f"stopping took {took:.1f}s"
-        for pid in workers.values():
+        for pid in [*workers.values(), control]:
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
         assert "agent stopped" in agent.text()
@@ -269,20 +294,249 @@ def test_agent_serves_the_hub_through_the_broker(broker, tmp_path: Path, key: st
         agent.kill()
 
 
-def test_a_worker_that_dies_stops_the_agent_with_an_error(tmp_path: Path):
-    """Heartbeats must never announce a queue nobody consumes: the supervisor exits 1 (systemd
-    restarts it) when a queue's worker disappears."""
+@pytest.mark.parametrize("victim", ["transfer", "control"])
+def test_a_worker_that_dies_stops_the_agent_with_an_error(tmp_path: Path, victim: str):
+    """Heartbeats must never announce a queue nobody consumes, nor a node cancels cannot reach:
+    the supervisor exits 1 (systemd restarts it) when a queue's worker or the control worker
+    disappears."""
     env = {"AGENT_BROKER_DIR": str(tmp_path / "broker"), "AGENT_STATE_DIR": str(tmp_path / "state"),
            "AGENT_HEARTBEAT_INTERVAL": "1", "AGENT_QUEUES": "default=1,transfer=1"}
     hub = HubSide("filesystem://localhost//", filesystem_options(tmp_path / "broker"), "hub")
     agent = start_agent("lab", env, tmp_path / "agent.log")
     try:
         beat = hub.wait_for(lambda name, kw: name == HubTask.HEARTBEAT, what="a heartbeat")["beat"]
-        os.kill(beat["info"]["workers"]["transfer"], signal.SIGKILL)
+        info = beat["info"]
+        os.kill(info["control_worker"] if victim == "control" else info["workers"][victim], signal.SIGKILL)
         assert agent.process.wait(30) == 1
-        assert "worker(s) for queue(s) transfer exited" in agent.text()
+        expected = "the control worker exited" if victim == "control" else "worker(s) for queue(s) transfer exited"
+        assert expected in agent.text()
         with pytest.raises(ProcessLookupError):
-            os.kill(beat["info"]["workers"]["default"], 0)
+            os.kill(info["workers"]["default"], 0)
     finally:
         agent.kill()
         hub.close()
+
+
+def test_a_cancel_on_the_control_queue_stops_a_running_task_while_every_slot_is_busy(tmp_path: Path, key: str):
+    """The data task occupies the only slot of the only queue; the cancel still arrives (the
+    node's control worker serves it), and the task answers the paths it had not reached
+    ``aborted``. A task of the cancelled job delivered afterwards touches no file."""
+    data, remote = tmp_path / "data", tmp_path / "remote"
+    data.mkdir()
+    remote.mkdir()
+    env = {"AGENT_BROKER_URL": "filesystem://", "AGENT_BROKER_DIR": str(tmp_path / "broker"), "AGENT_NODE": "nsd1",
+           "AGENT_STATE_DIR": str(tmp_path / "state"), "AGENT_ROOTS": str(data), "AGENT_KEY": key,
+           "AGENT_HEARTBEAT_INTERVAL": "1", "AGENT_QUEUES": "default=1"}
+    hub = HubSide("filesystem://localhost//", filesystem_options(tmp_path / "broker"), "hub")
+    agent = start_agent("lab", env, tmp_path / "agent.log")
+    try:
+        hub.wait_for(lambda name, kw: name == HubTask.HEARTBEAT, what="a heartbeat")
+        sealed = Fernet(key.encode()).encrypt(b"{}").decode()
+        target = {"endpoint_name": "fs-1-archive", "target": {"id": 1, "name": "archive"},
+                  "bucket": {"id": 1, "name": "archive", "storage_type": "fs", "migration_target_folder": str(remote)},
+                  "credentials_ref": {"bucket": 1}, "credentials": sealed}
+        assert hub.finished(hub.send(AgentTask.CONFIGURE_TARGET, {"order": target}, queue="lab"))["state"] == "SUCCESS"
+
+        # Enough small files (each fsynced on the target) that the batch outlives the cancel's
+        # journey by far: broker polling, the control worker, the task's once-a-second check.
+        count = 15_000
+        paths = []
+        for i in range(count):
+            path = data / f"f{i:05d}"
+            path.write_bytes(b"x" * 16)
+            paths.append({"path": str(path)})
+        running = hub.send(HsmTask.MIGRATE, {"paths": paths, "jobid": "job-7", "target": "fs-1-archive"}, queue="lab")
+        hub.result(running, "STARTED", report=HubTask.JOB_TASK_RESULT)
+        deadline = time.monotonic() + 60
+        while sum(1 for _ in os.scandir(remote)) < 20:  # the batch is under way
+            assert time.monotonic() < deadline, "the migration never started"
+            time.sleep(0.05)
+        hub.send(AgentTask.CANCEL, {"order": {"task_ids": [running, "job-8"]}}, queue=control_queue("lab", "nsd1"))
+
+        done = hub.finished(running, timeout=120, report=HubTask.JOB_TASK_RESULT)
+        assert done["state"] == "SUCCESS", done
+        results = done["results"]
+        assert results["cancelled"] is True
+        summary = results["summary"]
+        assert 0 < summary.get("processed", 0) < count and summary.get("aborted", 0) > 0, summary
+        assert sum(summary.values()) == count and set(summary) <= {"processed", "aborted"}
+        aborted = [o for o in results["outcomes"] if o["status"] == "aborted"]
+        assert all("cancelled" in o["message"] for o in aborted)  # files in flight stop too
+        untouched = [o["path"] for o in aborted if o["message"] == "not attempted: cancelled"]
+        assert untouched and read_record(untouched[-1]) is None  # still unmanaged
+        assert f"cancel requested for {running}" in agent.text()
+
+        # A task of a cancelled job arriving later is answered at once, every path aborted, and
+        # its unknown target is never opened.
+        late = hub.send(HsmTask.MIGRATE, {"paths": paths[:3], "jobid": "job-8", "target": "nowhere"}, queue="lab")
+        answer = hub.finished(late, report=HubTask.JOB_TASK_RESULT)
+        assert answer["state"] == "SUCCESS" and answer["results"]["summary"] == {"aborted": 3}, answer
+
+        assert agent.stop() < 20 and agent.process.returncode == 0, agent.text()
+    except BaseException:
+        print(agent.text()[-6000:])
+        raise
+    finally:
+        agent.kill()
+        hub.close()
+
+
+# --- data task reporting, in process -----------------------------------------------------------------
+
+class Reports:
+    """What the runtime would publish to the hub's queue, collected."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, kwargs: dict[str, Any]) -> None:
+        json.dumps(kwargs)  # what the broker would carry: JSON only
+        self.sent.append((name, kwargs))
+
+    def of(self, task_id: str) -> list[dict[str, Any]]:
+        return [kw["report"] for _, kw in self.sent if kw["report"]["task_id"] == task_id]
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, key: str) -> tuple[Runtime, Reports, Path, Path]:
+    """An agent runtime (never connected to its broker: reports are collected) with a folder target
+    ``archive``; returns it with the reports, the root and the target folder."""
+    data, remote = tmp_path / "data", tmp_path / "remote"
+    data.mkdir()
+    remote.mkdir()
+    config = load_config(environ={"AGENT_SITE": "lab", "AGENT_NODE": "nsd1", "AGENT_ROOTS": str(data),
+                                  "AGENT_STATE_DIR": str(tmp_path / "state"), "AGENT_KEY": key,
+                                  "AGENT_BROKER_DIR": str(tmp_path / "broker")})
+    rt = Runtime(config)
+    rt.state.ensure()
+    rt.state.save_target("archive", {"target": {"name": "archive"}, "credentials": {}, "bucket": {
+        "storage_type": "fs", "migration_target_folder": str(remote), "advanced_settings": {"fsync": False}}})
+    reports = Reports()
+    rt.send = reports  # type: ignore[method-assign]
+    return rt, reports, data, remote
+
+
+def run_task(rt: Runtime, name: str, task_id: str, **kwargs: Any) -> None:
+    rt.app.tasks[name].apply(kwargs=kwargs, task_id=task_id)
+
+
+def test_data_tasks_report_to_the_job_task_result_with_the_node(runtime):
+    rt, reports, data, _ = runtime
+    (data / "a.txt").write_bytes(b"a" * 100)
+
+    run_task(rt, HsmTask.MIGRATE, "t-1", paths=[{"path": str(data / "a.txt")}], jobid=3, target="archive")
+
+    assert {name for name, _ in reports.sent} == {HubTask.JOB_TASK_RESULT}
+    started, final = reports.of("t-1")
+    assert started["state"] == "STARTED" and final["state"] == "SUCCESS"
+    assert started["node"] == final["node"] == "nsd1"
+    assert final["results"]["jobid"] == 3 and final["results"]["summary"] == {"processed": 1}
+    assert final["results"]["cancelled"] is False
+
+
+def test_a_batch_that_fails_as_a_whole_reports_failure_with_the_node(runtime):
+    rt, reports, data, _ = runtime
+
+    run_task(rt, HsmTask.MIGRATE, "t-2", paths=[{"path": str(data / "a")}], target="unknown-target")
+
+    final = reports.of("t-2")[-1]
+    assert final["state"] == "FAILURE" and "not configured" in final["error"] and final["node"] == "nsd1"
+
+
+def test_options_a_task_does_not_take_are_ignored_and_logged_once(runtime, caplog):
+    rt, reports, data, _ = runtime
+    for name in ("a", "b"):
+        (data / name).write_bytes(b"x")
+    caplog.set_level("INFO", logger="agent.app")
+
+    for task_id, name in (("t-3", "a"), ("t-4", "b")):
+        run_task(rt, HsmTask.MIGRATE, task_id, paths=[{"path": str(data / name)}], target="archive",
+                 lock_level="partial", destinationsite="other")
+
+    assert [r["state"] for r in reports.of("t-3")] == ["STARTED", "SUCCESS"]
+    assert reports.of("t-4")[-1]["results"]["summary"] == {"processed": 1}
+    ignored = [r.getMessage() for r in caplog.records if "not used by this task" in r.getMessage()]
+    assert ignored == [f"{HsmTask.MIGRATE}: option(s) destinationsite, lock_level not used by this task, ignored"]
+
+
+def test_options_a_task_takes_are_kept(runtime):
+    rt, reports, data, _ = runtime
+    (data / "keep.bin").write_bytes(b"k" * 1000)
+
+    run_task(rt, HsmTask.MIGRATE, "t-5", paths=[{"path": str(data / "keep.bin")}], target="archive",
+             premigrate=True, lock_level="implicit")
+    run_task(rt, HsmTask.MIGRATE, "t-6", paths=[{"path": str(data / "keep.bin")}], target="archive",
+             premigrate="yes")
+
+    assert reports.of("t-5")[-1]["results"]["summary"] == {"processed": 1}
+    assert read_record(str(data / "keep.bin")).state == HsmState.PREMIGRATED
+    bad = reports.of("t-6")[-1]
+    assert bad["state"] == "FAILURE" and "premigrate must be true or false" in bad["error"]
+
+
+def test_long_batches_report_progress(runtime, monkeypatch):
+    rt, reports, data, _ = runtime
+    monkeypatch.setattr(agent_app, "PROGRESS_INTERVAL", 0.0)
+    paths = []
+    for i in range(5):
+        (data / f"p{i}").write_bytes(b"p" * 10)
+        paths.append({"path": str(data / f"p{i}")})
+
+    run_task(rt, HsmTask.MIGRATE, "t-7", paths=paths, target="archive")
+
+    states = [r["state"] for r in reports.of("t-7")]
+    assert states[0] == "STARTED" and states[-1] == "SUCCESS" and "PROGRESS" in states
+    progress = [r for r in reports.of("t-7") if r["state"] == "PROGRESS"]
+    assert all(r["node"] == "nsd1" and set(r["results"]) == {"paths_done", "paths_total", "bytes_done",
+                                                             "bytes_total"} for r in progress)
+    assert all(r["results"]["paths_total"] == 5 and r["results"]["paths_done"] < 5 for r in progress)
+
+
+def test_progress_waits_for_the_interval(runtime):
+    rt, reports, data, _ = runtime
+    (data / "quick").write_bytes(b"q")
+
+    run_task(rt, HsmTask.MIGRATE, "t-8", paths=[{"path": str(data / "quick")}], target="archive")
+
+    assert [r["state"] for r in reports.of("t-8")] == ["STARTED", "SUCCESS"]
+
+
+def test_a_task_cancelled_before_it_starts_touches_no_file_and_opens_no_target(runtime):
+    rt, reports, data, remote = runtime
+    (data / "stay.bin").write_bytes(b"s" * 100)
+    rt.state.request_cancel("job-5")
+
+    run_task(rt, HsmTask.MIGRATE, "t-9", paths=[{"path": str(data / "stay.bin")}, {"path": str(data / "gone")}],
+             jobid="job-5", target="not-even-configured")
+
+    final = reports.of("t-9")[-1]
+    assert final["state"] == "SUCCESS" and final["results"]["cancelled"] is True
+    assert [(o["path"], o["status"], o["message"]) for o in final["results"]["outcomes"]] == [
+        (str(data / "stay.bin"), "aborted", "not attempted: cancelled"),
+        (str(data / "gone"), "aborted", "not attempted: cancelled")]
+    assert read_record(str(data / "stay.bin")) is None and list(remote.iterdir()) == []
+
+
+def test_a_cancel_order_raises_the_flags_and_answers_nothing(runtime):
+    rt, reports, _, _ = runtime
+
+    run_task(rt, AgentTask.CANCEL, "c-1", order={"task_ids": ["t-10", 42]})
+    run_task(rt, AgentTask.CANCEL, "c-2", order={"task_ids": "t-11"})  # malformed: dropped
+    run_task(rt, AgentTask.CANCEL, "c-3", order=None)
+
+    assert rt.state.cancel_requested(["t-10"]) and rt.state.cancel_requested(["42"])
+    assert not rt.state.cancel_requested(["t-11"])
+    assert reports.sent == []
+
+
+def test_discovery_is_served_as_a_data_task(runtime):
+    rt, reports, data, _ = runtime
+    (data / "sub").mkdir()
+    (data / "f").write_text("f")
+
+    run_task(rt, HsmTask.RECURSIVE_NAVIGATE, "d-1", paths=[{"path": str(data)}], max_entries=10,
+             lock_level="partial")
+
+    [outcome] = reports.of("d-1")[-1]["results"]["outcomes"]
+    assert [e["path"] for e in outcome["entries"]] == [str(data / "f"), str(data / "sub")]
+    assert outcome["directories"] == [str(data / "sub")]

@@ -38,6 +38,9 @@ from sites.models import (
     Tag,
 )
 from tests.factories import DataStoreFactory, SiteFactory
+from workflows.models import Job, JobStat, JobStatHistory, Task, TaskDependency
+from workflows.models.jobs import path_digest
+from workflows.states import PathState
 
 pytestmark = [pytest.mark.django_db]
 
@@ -166,6 +169,42 @@ def make_tags(estate: Estate, n: int) -> None:
     Tag.objects.bulk_create([Tag(name=f"tag{estate.next()}") for _ in range(n)])
 
 
+def _counted_job(estate: Estate) -> Job:
+    """The job whose tasks and paths are counted (on the site the member may view)."""
+    return Job.objects.get_or_create(site=estate.site, workflow_name="counts",
+                                     defaults={"site_name": estate.site.name, "queue": "default"})[0]
+
+
+def make_jobs(estate: Estate, n: int) -> None:
+    Job.objects.bulk_create([
+        Job(site=estate.site, site_name=estate.site.name, workflow_name=f"wf{estate.next() % 5}", queue="default",
+            definition={"label": "Counted"}, paths=["/mmfs1/countspace"], paths_text="\n/mmfs1/countspace")
+        for _ in range(n)
+    ])
+
+
+def make_tasks(estate: Estate, n: int) -> None:
+    job = _counted_job(estate)
+    tasks = Task.objects.bulk_create([
+        Task(job=job, tasktype="migrate", site=estate.site, site_name=estate.site.name, queue="default")
+        for _ in range(n)
+    ])
+    TaskDependency.objects.bulk_create([
+        TaskDependency(parent=parent, child=child) for parent, child in zip(tasks, tasks[1:], strict=False)
+    ])
+
+
+def make_jobstats(estate: Estate, n: int) -> None:
+    job = _counted_job(estate)
+    paths = [f"/mmfs1/countspace/f{estate.next()}" for _ in range(n)]
+    stats = JobStat.objects.bulk_create([
+        JobStat(job=job, path=path, path_key=path_digest(path), state=PathState.PROCESSED, size=1) for path in paths
+    ])
+    JobStatHistory.objects.bulk_create([
+        JobStatHistory(jobstat=stat, tasktype="migrate", state=PathState.PROCESSED) for stat in stats
+    ])
+
+
 # (url name, query string, builder); member visibility comes from a grant on the site or space.
 ENDPOINTS: list[tuple[str, str, Callable[[Estate, int], None]]] = [
     ("site-list", "", make_sites),
@@ -186,6 +225,11 @@ ENDPOINTS: list[tuple[str, str, Callable[[Estate, int], None]]] = [
     ("externaltarget-list", "", make_targets),
     ("filestatustype-list", "", lambda estate, n: None),
     ("tag-list", "", make_tags),
+    ("job-list", "", make_jobs),
+    ("job-list", "search_keyword=countspace&hide_noop=true", make_jobs),
+    ("job-stats", "", make_jobs),
+    ("task-list", "", make_tasks),
+    ("jobstat-list", "history=true", make_jobstats),
 ]
 
 

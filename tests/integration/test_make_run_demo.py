@@ -1,10 +1,16 @@
-"""``make run`` on a fresh machine: the hub starts with a demo site whose agent is running.
+"""``make run`` on a fresh machine: the hub starts with a demo site whose agent is running, and
+the README's example migrates and recalls files through it.
 
 The acceptance test does what the Makefile does (migrate, ensure_admin, ensure_demo, runhub) in
 a fresh ``HUB_VAR_DIR`` with SQLite and the filesystem broker, then reads the API as a client
 would: the demo node is online, its pool is listed, and the demo folder target becomes ready
-once the agent has confirmed its configure order. Ctrl-C (SIGINT) on ``runhub`` must leave no
-process of its tree running (checked by PID).
+once the agent has confirmed its configure order. Then it runs
+``scripts/demo_migrate_recall.py`` as the README tells a new user to (standard library only:
+the interpreter runs with ``-S``, no site-packages), and checks on its own what the script
+claims: both jobs ended SUCCESS with every file processed (``/api/jobs/``, ``/api/jobs/{id}/``,
+``/api/jobs/{id}/files/``), the stubs kept their size and released their blocks, the target's
+folder holds the original bytes, and the recalled files have their original SHA-256. Ctrl-C
+(SIGINT) on ``runhub`` must leave no process of its tree running (checked by PID).
 
 The other tests pin ``ensure_demo``'s rules in-process: idempotent, never touches a real
 estate, off with ``HUB_DEMO=0``.
@@ -12,6 +18,9 @@ estate, off with ``HUB_DEMO=0``.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import json
 import os
 import re
 import signal
@@ -25,11 +34,15 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from agent.hsm.state import HsmState, read_record
 from tests.integration.test_agent_against_hub import api, free_port, poll
 from tests.integration.test_agent_reports import manage
+from workflows.states import JOB_TERMINAL, JobState, PathState
 
 pytestmark = pytest.mark.smoke
 ROOT = Path(__file__).resolve().parents[2]
+DEMO_SCRIPT = ROOT / "scripts" / "demo_migrate_recall.py"
+CHILDREN = {"web", "worker", "beat", "agent"}  # what runhub starts with the demo on
 
 
 # --- processes by PID (Linux /proc) ---------------------------------------------------------------
@@ -83,11 +96,12 @@ def command_lines(pids: list[int]) -> str:
 # --- the acceptance test ----------------------------------------------------------------------------
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="checks processes through Linux /proc")
-def test_make_run_starts_a_demo_site_whose_agent_is_online_and_ctrl_c_stops_everything(tmp_path):
+def test_make_run_starts_a_demo_site_that_migrates_and_recalls_files_and_ctrl_c_stops_everything(tmp_path):
     var = tmp_path / "var"
     port = free_port()
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith("AGENT_") and key not in ("DATABASE_URL", "HUB_ADMIN_PASSWORD", "HUB_DEMO")}
+           if not key.startswith("AGENT_")
+           and key not in ("DATABASE_URL", "HUB_ADMIN_PASSWORD", "HUB_DEMO", "HUB_URL")}
     env.update({"HUB_VAR_DIR": str(var), "HUB_PORT": str(port), "BROKER_URL": "filesystem://",
                 "HUB_ADMIN_USER": "admin"})
 
@@ -108,7 +122,7 @@ def test_make_run_starts_a_demo_site_whose_agent_is_online_and_ctrl_c_stops_ever
         token = poll(lambda: api(base, "/api/auth/token/", body={"username": "admin", "password": password}),
                      60, "the web server", [log])["access"]
         started = dict(re.findall(r"started (\w+) \(pid (\d+)\)", log.read_text()))
-        assert set(started) == {"web", "worker", "agent"}, log.read_text()
+        assert set(started) == CHILDREN, log.read_text()
 
         def demo_nodes() -> list[dict[str, Any]]:
             return [node for node in api(base, "/api/nodes/?page_size=0", token=token)["results"]
@@ -134,6 +148,18 @@ def test_make_run_starts_a_demo_site_whose_agent_is_online_and_ctrl_c_stops_ever
         # The space's order travelled too: the agent made its directory under its root.
         assert (var / "demo" / "data" / "projects").is_dir()
 
+        # The README's example, run as a user would, in the same environment as make run.
+        report_file = tmp_path / "demo.json"
+        began = time.monotonic()
+        demo = subprocess.run([sys.executable, "-S", str(DEMO_SCRIPT), "--report", str(report_file)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        seconds = time.monotonic() - began
+        assert demo.returncode == 0, f"{demo.stdout}\n{demo.stderr}\n--- runhub\n{log.read_text()[-3000:]}"
+        assert seconds < 60, f"the demo took {seconds:.0f}s\n{demo.stdout}"
+        for step in ("[1/6]", "[4/6] Migrate", "[5/6] Recall", "[6/6] Compare SHA-256", "OK in"):
+            assert step in demo.stdout, demo.stdout
+        assert_migrated_and_recalled(json.loads(report_file.read_text()), base=base, token=token, var=var)
+
         tree = process_tree(runhub.pid)
         assert {int(pid) for pid in started.values()} <= set(tree)
     finally:
@@ -146,7 +172,7 @@ def test_make_run_starts_a_demo_site_whose_agent_is_online_and_ctrl_c_stops_ever
     output = log.read_text()
     assert runhub.returncode == 0, output[-3000:]
     assert manage(env, "agent_key", "demo").strip() not in output  # handed to the agent, never printed
-    for name in ("web", "worker", "agent"):
+    for name in CHILDREN:
         assert f"stopped {name}" in output, output[-3000:]
     # Grandchildren (gunicorn and Celery pool processes, the agent's queue workers) go with their
     # parents, a moment after them.
@@ -154,6 +180,55 @@ def test_make_run_starts_a_demo_site_whose_agent_is_online_and_ctrl_c_stops_ever
     while (left := still_running(tree)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"processes left running:\n{command_lines(left)}"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_migrated_and_recalled(report: dict[str, Any], *, base: str, token: str, var: Path) -> None:
+    """Check through the API and on disk, not from the script's word, what the demo did."""
+    space, objects = var.resolve() / "demo" / "data" / "projects", var.resolve() / "demo" / "objects"
+    files = report["files"]
+    paths = {file["path"] for file in files}
+    assert len(files) >= 3 and all(Path(path).parent.is_relative_to(space) for path in paths), report
+
+    listed = {job["id"]: job for job in api(base, "/api/jobs/?page_size=0", token=token)["results"]}
+    for workflow in ("migrate", "recall"):
+        job_id = report["jobs"][workflow]["id"]
+        assert listed[job_id]["workflow"] == workflow
+        job = api(base, f"/api/jobs/{job_id}/", token=token)
+        assert job["state"] == JobState.SUCCESS, job
+        assert job["paths"] == [report["directory"]] and job["site"] == "demo"
+        counts = job["counts"]
+        assert (counts["paths_total"], counts["processed"], counts["failed"], counts["aborted"]) == (
+            len(files), len(files), 0, 0), counts
+        assert counts["bytes_processed"] == sum(file["size"] for file in files)
+        results = api(base, f"/api/jobs/{job_id}/files/?page_size=0", token=token)["results"]
+        assert {result["path"]: result["state"] for result in results} == dict.fromkeys(paths, PathState.PROCESSED)
+
+    for file in files:
+        path = Path(file["path"])
+        # After migrate: a stub of the same size whose blocks were released; the bytes went to
+        # the target's folder under the key the file's HSM record names.
+        assert file["hsm_after_migrate"] == HsmState.MIGRATED
+        assert file["size_stub"] == file["size"] and file["on_disk_stub"] < file["size"] // 4, file
+        assert sha256(objects / file["object_key"]) == file["sha256_before"]
+        # After recall: the original content, resident again.
+        assert sha256(path) == file["sha256_before"]
+        assert path.stat().st_size == file["size"] and path.stat().st_blocks * 512 >= file["size"]
+        assert read_record(path).state == HsmState.HYDRATED
+
+
+def test_demo_script_knows_the_api_terminal_job_states(monkeypatch):
+    """The script runs without Django, so it spells the terminal states; they must stay the API's."""
+    spec = importlib.util.spec_from_file_location("demo_migrate_recall", DEMO_SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up
+    spec.loader.exec_module(script)
+    assert set(script.TERMINAL_STATES) == set(JOB_TERMINAL)
+    assert script.SUCCESS == JobState.SUCCESS and script.PROCESSED == PathState.PROCESSED
+    assert script.MIGRATED == HsmState.MIGRATED
 
 
 # --- ensure_demo's rules ------------------------------------------------------------------------
@@ -213,12 +288,12 @@ def test_hub_demo_0_makes_no_demo_and_starts_no_agent(settings, tmp_path):
     assert "HUB_DEMO=0" in ensure_demo()
     assert not Site.objects.exists()
     options = {"bind": "127.0.0.1", "port": 8000, "workers": 1, "worker_concurrency": 1}
-    assert set(Command().commands(options)) == {"web", "worker"}
+    assert set(Command().commands(options)) == CHILDREN - {"agent"}
 
     settings.HUB_DEMO = True
     ensure_demo()
     children = Command().commands(options)
-    assert set(children) == {"web", "worker", "agent"}
+    assert set(children) == CHILDREN
     agent = children["agent"]
     assert agent.command[-4:] == ["--site", "demo", "--root", str(tmp_path.resolve() / "demo" / "data")]
     assert agent.env["AGENT_KEY"] == Site.objects.get(name="demo").agent_key

@@ -61,6 +61,8 @@ class Command(BaseCommand):
                 "--concurrency", str(options["worker_concurrency"]), "--hostname", "hub@%h",
                 "--without-mingle", "--without-gossip", "--loglevel", "INFO",
             ]),
+            # Periodic work (the workflow sweeper) from the schedule in the database.
+            "beat": Child([python, "-m", "celery", "-A", "hub", "beat", "--loglevel", "INFO"]),
         }
         agent = self.demo_agent()
         if agent is not None:

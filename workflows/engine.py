@@ -50,6 +50,11 @@ DISCOVERY_BATCH = 50
 DEFAULT_MAX_ENTRIES = 1000
 GIB = 1024**3
 MESSAGE_LIMIT = 2000
+# enable_auto_file_batch_sizing: aim for batches of about a minute, from the last finished ones.
+AUTO_BATCH_SECONDS = 60.0
+AUTO_BATCH_SAMPLES = 20
+AUTO_BATCH_MIN = 10
+AUTO_BATCH_MAX = 10_000
 # Tasks of one job queued or running at once (see ``advance``).
 MAX_IN_FLIGHT = 32
 
@@ -162,7 +167,7 @@ def plan_entries(job: Job, entries: Sequence[dag.Entry], *, parent: Task | None 
     links: list[tuple[int, int]] = []  # (index of parent in tasks, index of child)
     targets = _Targets(site) if site is not None else None
     sites: dict[str, Site | None] = {}
-    max_files = max(1, int(getattr(site, "file_batch_size", 100) or 100))
+    max_files = _batch_files(site)
     max_bytes = int(getattr(site, "file_batch_gb", 10) or 10) * GIB
     for rule in rules:
         routed = routing.by_rule.get(rule.index) or []
@@ -238,6 +243,22 @@ def _chain_problem(rule: dag.Rule, target: ExternalTarget | None, sites: Mapping
             if not any(s.name == step.site for s in target.available_on_sites.all()):
                 return f"target '{target.name}' is not available on site '{step.site}' (step '{step.name}')"
     return ""
+
+
+def _batch_files(site: Site | None) -> int:
+    """Files per batch: the site's ``file_batch_size``, or - with ``enable_auto_file_batch_sizing``
+    - what the site's recent batches say fits ``AUTO_BATCH_SECONDS`` (never more than
+    ``AUTO_BATCH_MAX``; the byte limit still applies)."""
+    configured = max(1, int(getattr(site, "file_batch_size", 100) or 100))
+    if site is None or not site.enable_auto_file_batch_sizing:
+        return configured
+    recent = Task.objects.filter(site=site, internal=False, state__in=(TaskState.SUCCESS, TaskState.ERROR),
+                                 started__isnull=False, completed__isnull=False, path_count__gt=0)
+    samples = [(t.path_count, t.byte_count, (t.completed - t.started).total_seconds())
+               for t in recent.order_by("-completed").only("path_count", "byte_count", "started", "completed")
+               [:AUTO_BATCH_SAMPLES]]
+    return dag.auto_batch_files(samples, target_seconds=AUTO_BATCH_SECONDS, minimum=min(configured, AUTO_BATCH_MIN),
+                                maximum=AUTO_BATCH_MAX)
 
 
 def _new_entries(job: Job, entries: Sequence[dag.Entry]) -> list[dag.Entry]:

@@ -394,3 +394,23 @@ def test_a_task_whose_agent_restarted_is_requeued(estate: Estate):
     estate.broker.pump()
     job.refresh_from_db()
     assert job.state == JobState.SUCCESS and job.paths_processed == 2
+
+
+def test_auto_batch_sizing_learns_from_finished_batches(estate: Estate):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workflows import engine
+
+    estate.site.enable_auto_file_batch_sizing = True
+    estate.site.file_batch_size = 100
+    estate.site.save(update_fields=["enable_auto_file_batch_sizing", "file_batch_size"])
+    assert engine._batch_files(estate.site) == engine.AUTO_BATCH_MIN  # nothing measured yet: start small
+    files = estate.files(2, subdirs=1)
+    job = estate.launch("migrate", [str(estate.space_dir / r) for r in files], discovery=None, discovery_given=True)
+    estate.broker.pump()
+    # Pretend that batch of 2 files took 1 s: 2 files/s -> 120 files fit a minute.
+    now = timezone.now()
+    Task.objects.filter(job=job).update(started=now - timedelta(seconds=1), completed=now)
+    assert engine._batch_files(estate.site) == 120

@@ -481,6 +481,17 @@ def _apply_discovery(task: Task, outcomes: Sequence[Any], at: datetime, node: st
         create_discovery_tasks(job, [path], parent=task, marker=marker)
 
 
+def abort_waiting_paths(job: Job, task_ids: Sequence[int], message: str) -> int:
+    """Record the paths still waiting in ``task_ids`` (cancelled before they were sent) as
+    aborted, with history, and count them on the job; returns how many."""
+    stats = [_Stat(path, PathState.ABORTED, message, size, task) for path, size, task in (
+        (row.path, row.size, row.task) for row in JobStat.objects.filter(
+            job=job, state=PathState.PENDING, task_id__in=list(task_ids)).select_related("task"))]
+    _write_stats(job, stats, history=True, tasktype="cancel")
+    _increment(job, **_final_counts(stats))
+    return len(stats)
+
+
 # --- moving jobs forward --------------------------------------------------------------------------
 
 def _children_ids(task_ids: Iterable[int]) -> list[int]:
@@ -591,9 +602,6 @@ def requeue_paths(task: Task, reason: str) -> Task | None:
     TaskDependency.objects.filter(parent=task).update(parent=retry)
     TaskDependency.objects.bulk_create([TaskDependency(parent_id=link.parent_id, child=retry)
                                         for link in TaskDependency.objects.filter(child=task)])
-    if task.internal:
-        _increment(job, tasks_total=1, tasks_done=1)
-    else:
-        _increment(job, tasks_total=1, tasks_done=1)
+    _increment(job, tasks_total=1, tasks_done=1)  # discovery_pending stays: the retry carries it
     JobStat.objects.filter(job=job, task=task).update(task=retry)
     return retry

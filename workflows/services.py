@@ -240,11 +240,12 @@ def cancel_job(job: Job, *, actor: Any) -> Job:
         raise Conflict(f"Job {job.pk} is {job.get_state_display().lower()}: it has finished.")
     now = timezone.now()
     by = actor if getattr(actor, "is_authenticated", False) else None
-    unsent = Task.objects.filter(job=job, state=TaskState.PENDING, dispatched__isnull=True)
-    count = unsent.update(state=TaskState.CANCELLED, completed=now, result={"reason": "the job was cancelled"})
+    unsent = list(Task.objects.filter(job=job, state=TaskState.PENDING, dispatched__isnull=True)
+                  .values_list("pk", flat=True))
+    count = Task.objects.filter(pk__in=unsent, state=TaskState.PENDING, dispatched__isnull=True).update(
+        state=TaskState.CANCELLED, completed=now, result={"reason": "the job was cancelled"})
     Job.objects.filter(pk=job.pk).update(tasks_done=F("tasks_done") + count)
-    JobStat.objects.filter(job=job, state=PathState.PENDING, task__state=TaskState.CANCELLED).update(
-        state=PathState.ABORTED, message="not attempted: the job was cancelled", updated=now)
+    engine.abort_waiting_paths(job, unsent, "not attempted: the job was cancelled")
     in_flight = list(Task.objects.filter(job=job, state__in=(TaskState.PENDING, TaskState.STARTED)))
     running = any(t.state == TaskState.STARTED for t in in_flight)
     job.refresh_from_db()

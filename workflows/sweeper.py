@@ -5,7 +5,8 @@ or ``manage.py sweep_jobs``) does, per job, in its own short transaction with th
 (``select_for_update(skip_locked=True)``: two sweepers never work on one job, and a sweeper never
 waits behind a report being applied):
 
-1. tasks STARTED longer than ``task_invalidation_timeout`` minutes are failed ("invalidated");
+1. tasks STARTED longer than ``task_invalidation_timeout`` minutes are failed ("invalidated"), and
+   tasks sent that long ago but never started have their paths sent again once;
 2. tasks STARTED on a node that stopped beating, or whose agent restarted since (its heartbeat's
    ``started_at``), are failed, and their paths sent again once as a new task (to whichever live
    node takes it); a retry that also loses its node fails its paths;
@@ -115,6 +116,17 @@ def _sweep_job(job: Job, *, now, invalid_before, live: dict[tuple[int, str], dat
                 report.requeued += 1
             else:
                 report.lost += 1
+    # Sent but never started for longer than a task may run: the agent that took the message
+    # died before it could report (the broker gives such a message back only after its visibility
+    # timeout, if ever). Send the paths again once.
+    for task in Task.objects.filter(job=job, state=TaskState.PENDING, dispatched__lt=invalid_before) \
+            .select_related("job"):
+        if job.state in JOB_CANCELLING:
+            continue
+        if engine.requeue_paths(task, "sent but never started within the task_invalidation_timeout") is not None:
+            report.requeued += 1
+        else:
+            report.lost += 1
     if job.state in JOB_CANCELLING:
         stale = Task.objects.filter(job=job, state=TaskState.PENDING, dispatched__lt=now - DEQUEUE_GRACE)
         for task in stale.select_related("job"):

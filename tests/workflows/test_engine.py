@@ -414,3 +414,39 @@ def test_auto_batch_sizing_learns_from_finished_batches(estate: Estate):
     now = timezone.now()
     Task.objects.filter(job=job).update(started=now - timedelta(seconds=1), completed=now)
     assert engine._batch_files(estate.site) == 120
+
+
+def test_cancel_counts_the_paths_of_tasks_never_sent_as_aborted(estate: Estate, monkeypatch: pytest.MonkeyPatch):
+    from workflows import engine
+
+    monkeypatch.setattr(engine, "MAX_IN_FLIGHT", 1)
+    estate.site.file_batch_size = 1
+    estate.site.save(update_fields=["file_batch_size"])
+    files = estate.files(4, subdirs=1)
+    job = estate.launch("migrate", [str(estate.space_dir / r) for r in files], discovery=None, discovery_given=True)
+    services.cancel_job(job, actor=estate.admin)
+    estate.broker.pump()
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELLED
+    assert job.paths_done == 4 and job.paths_aborted + job.paths_processed == 4 and job.paths_aborted >= 3
+    aborted = JobStat.objects.filter(job=job, state=PathState.ABORTED)
+    assert aborted.count() == job.paths_aborted
+    assert all(stat.history.filter(state=PathState.ABORTED).exists() for stat in aborted)
+
+
+def test_a_task_sent_but_never_started_is_sent_again_after_the_invalidation_timeout(estate: Estate):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    files = estate.files(2, subdirs=1)
+    job = estate.launch("migrate", [str(estate.space_dir / r) for r in files], discovery=None, discovery_given=True)
+    estate.broker.hub_messages.clear()  # the agent took the message and died before reporting
+    Task.objects.filter(job=job).update(dispatched=timezone.now() - timedelta(hours=7))
+    call_command("sweep_jobs")
+    retry = Task.objects.get(job=job, retry_of__isnull=False)
+    assert "never started" in retry.retry_of.result["error"]
+    estate.broker.pump()
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCESS and job.paths_processed == 2

@@ -99,3 +99,9 @@ class JobStatHistoryFactory(factory.django.DjangoModelFactory):
     tasktype = factory.LazyAttribute(lambda row: row.task.tasktype if row.task else "")
     state = factory.LazyAttribute(lambda row: row.jobstat.state)
     message = ""
+
+
+def listed_ids(response) -> set[int]:
+    """The ids of a successful list response's page."""
+    assert response.status_code == 200, response.content
+    return {row["id"] for row in response.json()["results"]}

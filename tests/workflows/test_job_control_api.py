@@ -15,8 +15,7 @@ from rest_framework.test import APIClient
 
 from hub import permissions
 from hub.models import AuditEvent
-from tests.conftest import api_client
-from tests.factories import NodeFactory, SiteFactory, SpaceFactory, UserFactory, client_key
+from tests.factories import NodeFactory, SiteFactory, SpaceFactory, client_key
 from tests.workflows.factories import JobFactory, JobStatFactory, TaskFactory, WorkflowFactory
 from workflows.models import Job
 from workflows.states import JobState, LaunchedVia, PathState, TaskState
@@ -28,16 +27,6 @@ VERBS = ("pause", "resume", "cancel", "resubmit")
 
 def verb_url(job: Job, verb: str) -> str:
     return reverse(f"job-{verb}", args=[job.pk])
-
-
-@pytest.fixture
-def owner_user(db):
-    return UserFactory(username="owner-persona")
-
-
-@pytest.fixture
-def owner(owner_user):
-    return api_client(owner_user)
 
 
 @pytest.fixture

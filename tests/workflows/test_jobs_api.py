@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from hub import permissions
 from sites.models import Queue
-from tests.conftest import api_client
 from tests.factories import SiteFactory, UserFactory, client_key
 from tests.workflows.factories import JobFactory, JobStatFactory, TaskFactory, WorkflowFactory
+from tests.workflows.factories import listed_ids as ids
 from workflows.filtersets import parse_period
 from workflows.models import Job
 from workflows.states import JobState, LaunchedVia, PathState
@@ -26,34 +26,8 @@ pytestmark = [pytest.mark.django_db]
 LIST = reverse("job-list")
 
 
-def ids(response) -> set[int]:
-    assert response.status_code == 200, response.content
-    return {row["id"] for row in response.json()["results"]}
-
-
 def listed(client, query: str = "") -> set[int]:
     return ids(client.get(f"{LIST}?{query}"))
-
-
-@pytest.fixture
-def owner_user(db):
-    return UserFactory(username="owner-persona")
-
-
-@pytest.fixture
-def owner(owner_user):
-    return api_client(owner_user)
-
-
-@pytest.fixture
-def site(db):
-    return SiteFactory(name="lab")
-
-
-@pytest.fixture
-def job(site, owner_user):
-    """A job on ``lab`` launched by the owner persona (nobody else is granted anything)."""
-    return JobFactory(site=site, owner=owner_user)
 
 
 # --- visibility ----------------------------------------------------------------------------------

@@ -8,39 +8,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from hub import permissions
-from tests.conftest import api_client
-from tests.factories import SiteFactory, UserFactory
 from tests.workflows.factories import JobFactory, JobStatFactory, JobStatHistoryFactory, TaskFactory
+from tests.workflows.factories import listed_ids as ids
 from workflows.states import PathState
 
 pytestmark = [pytest.mark.django_db]
 
 LIST = reverse("jobstat-list")
-
-
-def ids(response) -> set[int]:
-    assert response.status_code == 200, response.content
-    return {row["id"] for row in response.json()["results"]}
-
-
-@pytest.fixture
-def owner_user(db):
-    return UserFactory(username="owner-persona")
-
-
-@pytest.fixture
-def owner(owner_user):
-    return api_client(owner_user)
-
-
-@pytest.fixture
-def site(db):
-    return SiteFactory(name="lab")
-
-
-@pytest.fixture
-def job(site, owner_user):
-    return JobFactory(site=site, owner=owner_user)
 
 
 @pytest.fixture

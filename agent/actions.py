@@ -59,7 +59,15 @@ from typing import Any, Literal, cast
 
 from agent.contract import FileDetails, PathItem, PathOutcome, PathStatus
 from agent.drivers.base import DEFAULT_CHUNK, DriverError, ObjectStore, PermanentError
-from agent.drivers.posix import EntryKind, FileEntry, PathRefused, PathResult, PosixFilesystem, ResultStatus
+from agent.drivers.posix import (
+    EntryKind,
+    FileEntry,
+    PathRefused,
+    PathResult,
+    PosixFilesystem,
+    ResultStatus,
+    StagedMigrate,
+)
 from agent.hsm.state import HsmRecord, read_record
 from agent.transfer import CancelFn, ProgressFn, RetryPolicy
 
@@ -226,6 +234,10 @@ class _Path:
 
 
 Operation = Callable[[_Path, ProgressFn], PathOutcome]
+Stage = Callable[[_Path, ProgressFn], StagedMigrate]
+#: Small files staged per flush of the store (``_Batch.run_staged``); each holds two descriptors
+#: (the file, its directory) until its commit.
+STAGE_GROUP = 256
 
 
 def outcome(path: str, status: PathStatus, message: str = "", **extra: Any) -> PathOutcome:
@@ -331,6 +343,81 @@ class _Batch:
         log.info("%s job=%s: %d paths in %.1fs: %s", self.name, self.jobid, len(results),
                  time.monotonic() - started, dict(counts))
         return results
+
+    def run_staged(self, operation: Operation, stage: Stage, store: ObjectStore) -> Outcomes:
+        """``run`` for migrate, with durability shared per group of small files: each group's
+        files are staged (hashed, uploaded, kept locked) in the pool, then ``store.flush()``
+        makes the group's objects durable at once, then each is committed (verified, checked,
+        recorded) in the pool; once every path is done, one ``sync_roots`` makes the records
+        durable before any outcome is returned. Large files and paths sharing an inode run as in
+        ``run`` (each durable on its own)."""
+        started = time.monotonic()
+        units = self._units()
+        staged_units = [u for u in units if len(u) == 1 and u[0].early is None and self._is_small(u, 0)]
+        chosen = {id(u) for u in staged_units}
+        others = [u for u in units if id(u) not in chosen]
+        workers = max(1, min(self.ctx.concurrency, len(staged_units)))
+        committed: builtins.list[_Path] = []
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"agent-{self.name}") as executor:
+                each = executor.map
+                for unit in others:  # before the groups: a unit of hard links is not staged
+                    self._run_unit(unit, operation)
+                for start in range(0, len(staged_units), STAGE_GROUP):
+                    group = [u[0] for u in staged_units[start:start + STAGE_GROUP]]
+                    waiting = [w for w in each(lambda p: self._stage(p, stage), group) if w is not None]
+                    if not waiting:
+                        continue
+                    try:
+                        store.flush()
+                    except DriverError as exc:
+                        for p, staged in waiting:
+                            staged.abandon()
+                            self._finish(p, outcome(p.path, FAILED, f"{type(exc).__name__}: {exc}", key=exc.key))
+                        continue
+                    for p, result in each(lambda w: (w[0], self._commit(w[0], w[1])), waiting):
+                        self._finish(p, result)
+                        committed.append(p)
+        finally:
+            if committed:
+                try:
+                    self.fs.sync_roots()
+                except OSError as exc:  # the records may not be durable: do not report them done
+                    for p in committed:
+                        done = self.outcomes[p.index]
+                        if done is not None and done["status"] == PROCESSED:
+                            self.outcomes[p.index] = outcome(p.path, FAILED, f"recorded, but the filesystem "
+                                                             f"could not be synced: {exc.strerror or exc}")
+        self._report(force=True)
+        results = [o for o in self.outcomes if o is not None]
+        assert len(results) == len(self.paths)
+        counts = Counter(o["status"] for o in results)
+        log.info("%s job=%s: %d paths in %.1fs: %s", self.name, self.jobid, len(results),
+                 time.monotonic() - started, dict(counts))
+        return results
+
+    def _stage(self, p: _Path, stage: Stage) -> tuple[_Path, StagedMigrate] | None:
+        """Stage one path; a path finished here (or failed, or cancelled) gets its outcome now."""
+        if self._stopped():
+            self._finish(p, outcome(p.path, ABORTED, "not attempted: cancelled"))
+            return None
+        staged: StagedMigrate | None = None
+
+        def op(path: _Path, progress: ProgressFn) -> PathOutcome:
+            nonlocal staged
+            staged = stage(path, progress)
+            if staged.result is not None:
+                return self.from_result(path, staged.result)
+            return outcome(path.path, PROCESSED)
+
+        result = self._attempt(p, op)
+        if staged is not None and staged.waiting:
+            return p, staged
+        self._finish(p, result)
+        return None
+
+    def _commit(self, p: _Path, staged: StagedMigrate) -> PathOutcome:
+        return self._attempt(p, lambda path, progress: self.from_result(path, staged.commit()))
 
     def _stopped(self) -> bool:
         if not self._cancelled and self.ctx.should_cancel is not None and self.ctx.should_cancel():
@@ -450,16 +537,25 @@ def migrate(ctx: ActionContext, paths: Sequence[PathItem], *, target: str, premi
     verify_content = _flag("verify_content", verify_content)
     stub = cast(int, _whole("stub_size", stub_size))
     with _Batch(ctx, "migrate", jobid, paths, abort_missing=abort_missing) as batch:
-        batch.stores.get(target)  # an unknown or broken target fails the batch before any path
+        store = batch.stores.get(target)  # an unknown or broken target fails the batch before any path
+        options: dict[str, Any] = dict(premigrate=premigrate, overwrite=overwrite, abort_missing=abort_missing,
+                                       skip_modified_during_migrate=skip_modified, stub_size=stub, target=target,
+                                       verify_content=verify_content, should_cancel=ctx.should_cancel)
 
         def one(p: _Path, progress: ProgressFn) -> PathOutcome:
-            result = batch.fs.migrate(
-                p.path, batch.stores.get(target), premigrate=premigrate, overwrite=overwrite,
-                abort_missing=abort_missing, skip_modified_during_migrate=skip_modified, stub_size=stub,
-                target=target, verify_content=verify_content, progress=progress, should_cancel=ctx.should_cancel)
+            result = batch.fs.migrate(p.path, batch.stores.get(target), progress=progress, **options)
             return batch.from_result(p, result)
 
-        return batch.run(one)
+        if not is_thread_safe(store) or ctx.concurrency == 1:
+            # One store per thread: nothing to flush once for all. Concurrency 1: every path in
+            # batch order on the calling thread, each durable on its own.
+            return batch.run(one)
+        store.defer_durability()
+
+        def stage(p: _Path, progress: ProgressFn) -> StagedMigrate:
+            return batch.fs.stage_migrate(p.path, store, progress=progress, **options)
+
+        return batch.run_staged(one, stage, store)
 
 
 # --- recall ----------------------------------------------------------------------------------------

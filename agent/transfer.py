@@ -6,8 +6,14 @@ each byte movement verifiable:
 * uploads stream from a file descriptor with ``pread`` in chunks (bounded memory) and hash
   exactly the bytes handed to the store, so the checksum describes what was uploaded rather than
   what the file holds later;
-* ``verify_remote`` checks the store's view (size from ``head``, the SHA-256 carried in the
-  object's metadata) and, on request, re-reads the object and hashes it;
+* checksums are SHA-256, plain or *composite* (``Checksum``): for an upload in several parts, the
+  SHA-256 of the concatenated per-part SHA-256 digests, which ``checksum_fd`` computes on several
+  cores before the upload starts (the object's metadata, sent first, must carry it); the upload
+  then compares each part's digest as the part is handed to the store and fails the upload -
+  before anything is committed - at the first part that differs;
+* ``verify_remote`` checks the store's view (size from ``head``, the checksum carried in the
+  object's metadata) and, on request, re-reads the object and hashes it; a put whose store proved
+  at once what it stored (``ObjectInfo.verified``) needs no ``head``;
 * downloads write with ``pwrite`` at absolute offsets while hashing, resume from the last good
   offset after a transient error (the running hash already covers the bytes before it), and never
   write past the expected size;
@@ -22,7 +28,7 @@ import io
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -43,6 +49,100 @@ class Cancelled(Exception):
 
 class VerificationError(PermanentError):
     """The remote copy does not match the bytes that were read (or the expected checksum)."""
+
+
+class SourceChanged(PermanentError):
+    """A part read for the upload differs from the same part hashed before the upload started:
+    the file changed under us. Raised from the upload's stream, so the store commits nothing -
+    unless ``committed``: found only after the store returned (a store that stopped reading at
+    the declared size), the object must then be discarded."""
+
+    committed = False
+
+
+#: Threads hashing the parts of a composite checksum: hashlib releases the GIL on large buffers,
+#: so two threads use both cores of a small node; more rarely help (the disk becomes the limit).
+HASH_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Bytes hashed per ``update`` call inside a part (bounded memory per hashing thread).
+_HASH_READ = 4 * 1024 * 1024
+
+
+class Checksum:
+    """Incremental SHA-256: plain, or composite over ``part_size``-byte parts (the SHA-256 of the
+    concatenated raw digests of the parts, the last one possibly short; see ``agent.hsm.metadata``).
+
+    ``on_part(index, digest)`` is called as each part completes (also the short last one, from
+    ``hexdigest``), which lets an upload compare parts as they go.
+    """
+
+    def __init__(self, part_size: int | None = None, *,
+                 on_part: Callable[[int, bytes], None] | None = None) -> None:
+        if part_size is not None and part_size < 1:
+            raise ValueError("part_size must be positive")
+        self.part_size = part_size
+        self._on_part = on_part
+        self._hash = hashlib.sha256()  # the plain hash, or the outer hash of a composite
+        self._part = hashlib.sha256()
+        self._in_part = 0
+        self._parts = 0
+        self._final: str | None = None
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._final is not None:
+            raise ValueError("checksum already finished")
+        if self.part_size is None:
+            self._hash.update(data)
+            return
+        view = memoryview(data)
+        while view:
+            take = view[: self.part_size - self._in_part]
+            self._part.update(take)
+            self._in_part += len(take)
+            view = view[len(take):]
+            if self._in_part == self.part_size:
+                self._close_part()
+
+    def _close_part(self) -> None:
+        digest = self._part.digest()
+        self._hash.update(digest)
+        if self._on_part is not None:
+            self._on_part(self._parts, digest)
+        self._parts += 1
+        self._part = hashlib.sha256()
+        self._in_part = 0
+
+    def finish(self) -> str:
+        """Close the last (short) part, calling ``on_part`` for it; no ``update`` may follow."""
+        if self._final is None:
+            if self.part_size is not None and self._in_part:
+                self._close_part()
+            self._final = self._hash.hexdigest()
+        return self._final
+
+    def hexdigest(self) -> str:
+        """The checksum of everything given so far (more may follow; ``finish`` ends it)."""
+        if self._final is not None:
+            return self._final
+        if self.part_size is None or not self._in_part:
+            return self._hash.hexdigest()
+        outer = self._hash.copy()
+        outer.update(self._part.digest())
+        return outer.hexdigest()
+
+
+def composite_of(part_digests: Sequence[bytes]) -> str:
+    """The composite checksum of parts whose SHA-256 digests are given, in order."""
+    outer = hashlib.sha256()
+    for digest in part_digests:
+        outer.update(digest)
+    return outer.hexdigest()
+
+
+def checksum_bytes(data: bytes, part_size: int | None = None) -> str:
+    """The checksum (plain, or composite over ``part_size`` parts) of ``data``."""
+    checksum = Checksum(part_size)
+    checksum.update(data)
+    return checksum.finish()
 
 
 @dataclass(frozen=True)
@@ -94,6 +194,65 @@ def read_all(fd: int, *, limit: int) -> bytes:
     return b"".join(parts)
 
 
+@dataclass(frozen=True)
+class FileChecksum:
+    """A file's checksum as ``checksum_fd`` read it: ``parts`` holds the per-part digests of a
+    composite (empty for a plain SHA-256); ``size`` is the number of bytes hashed."""
+
+    sha256: str
+    size: int
+    part_size: int | None = None
+    parts: tuple[bytes, ...] = ()
+
+
+def checksum_fd(fd: int, *, size: int, part_size: int | None, chunk_size: int = DEFAULT_CHUNK,
+                workers: int = HASH_WORKERS, should_cancel: CancelFn | None = None) -> FileChecksum:
+    """The file's checksum from offset 0 to EOF; with ``part_size``, a composite whose parts are
+    hashed by ``workers`` threads at once (``pread`` and ``sha256.update`` release the GIL).
+
+    ``size`` is what the caller expects; the parts cover the bytes actually there, so a file that
+    shrank or grew gives another ``FileChecksum.size`` (the caller compares it).
+    """
+    if part_size is None:
+        sha, count = hash_fd(fd, chunk_size=chunk_size, should_cancel=should_cancel)
+        return FileChecksum(sha, count)
+    step = max(1, min(chunk_size, _HASH_READ, part_size))
+
+    def one(index: int) -> tuple[bytes, int]:
+        start, end = index * part_size, (index + 1) * part_size
+        digest = hashlib.sha256()
+        offset = start
+        while offset < end:
+            check_cancel(should_cancel)
+            chunk = os.pread(fd, min(step, end - offset), offset)
+            if not chunk:
+                break
+            digest.update(chunk)
+            offset += len(chunk)
+        return digest.digest(), offset - start
+
+    count = (size + part_size - 1) // part_size
+    if workers > 1 and count > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, count), thread_name_prefix="agent-hash") as pool:
+            results = list(pool.map(one, range(count)))
+    else:
+        results = [one(index) for index in range(count)]
+    parts: list[bytes] = []
+    total = 0
+    for digest, length in results:
+        if length == 0:
+            break  # the file shrank by whole parts: these parts do not exist
+        parts.append(digest)
+        total += length
+        if length < part_size:
+            break  # a short part ends the file (a shorter file than ``size``: the caller sees it)
+    if total == size and os.pread(fd, 1, size):
+        total += 1  # the file must end at ``size``: it grew since the caller's stat
+    return FileChecksum(composite_of(parts), total, part_size, tuple(parts))
+
+
 def hash_fd(fd: int, *, chunk_size: int = DEFAULT_CHUNK, should_cancel: CancelFn | None = None) -> tuple[str, int]:
     """SHA-256 and length of the file's bytes from offset 0 to EOF, read in chunks."""
     digest = hashlib.sha256()
@@ -116,16 +275,23 @@ class HashingFileReader(io.RawIOBase):
     """
 
     def __init__(self, fd: int, *, total: int | None, chunk_size: int = DEFAULT_CHUNK,
-                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> None:
+                 progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
+                 part_size: int | None = None, expected_parts: Sequence[bytes] | None = None) -> None:
         super().__init__()
         self._fd = fd
         self._total = total
         self._chunk = chunk_size
         self._progress = progress
         self._should_cancel = should_cancel
-        self._digest = hashlib.sha256()
+        self._expected = expected_parts
+        self._digest = Checksum(part_size, on_part=self._check_part if expected_parts is not None else None)
         self.bytes_read = 0
         self.cancelled = False
+
+    def _check_part(self, index: int, digest: bytes) -> None:
+        assert self._expected is not None
+        if index >= len(self._expected) or self._expected[index] != digest:
+            raise SourceChanged(f"part {index + 1} of the file changed after it was hashed")
 
     def readable(self) -> bool:
         return True
@@ -135,6 +301,8 @@ class HashingFileReader(io.RawIOBase):
             self.cancelled = True
             raise Cancelled("cancelled")
         chunk = os.pread(self._fd, size, self.bytes_read)
+        if not chunk and self._expected is not None:
+            self._digest.finish()  # the end: compare the last, short part before the store commits
         if chunk:
             self._digest.update(chunk)
             self.bytes_read += len(chunk)
@@ -164,7 +332,13 @@ class HashingFileReader(io.RawIOBase):
         return len(data)
 
     def sha256(self) -> str:
+        """The checksum of the bytes handed out so far (composite with ``part_size``)."""
         return self._digest.hexdigest()
+
+    def finish(self) -> str:
+        """The checksum of everything handed out, once the store is done reading; the last part
+        is compared with the expected one here if the end of the file was not read yet."""
+        return self._digest.finish()
 
 
 @dataclass(frozen=True)
@@ -178,12 +352,19 @@ class Uploaded:
 
 def upload_fd(store: ObjectStore, key: str, fd: int, *, size: int, metadata: dict[str, str],
               if_absent: bool = False, chunk_size: int = DEFAULT_CHUNK, progress: ProgressFn | None = None,
-              should_cancel: CancelFn | None = None, retry: RetryPolicy = NO_RETRY) -> Uploaded:
-    """Stream the file behind ``fd`` to ``key``; each retry starts again from byte 0."""
+              should_cancel: CancelFn | None = None, retry: RetryPolicy = NO_RETRY,
+              part_size: int | None = None, expected_parts: Sequence[bytes] | None = None) -> Uploaded:
+    """Stream the file behind ``fd`` to ``key``; each retry starts again from byte 0.
+
+    With ``part_size`` the returned checksum is the composite; with ``expected_parts`` (the
+    digests ``checksum_fd`` computed first) every part is compared as it is handed to the store
+    and a difference raises ``SourceChanged`` from the stream, so the upload commits nothing.
+    """
 
     def attempt() -> Uploaded:
         reader = HashingFileReader(fd, total=size, chunk_size=chunk_size, progress=progress,
-                                   should_cancel=should_cancel)
+                                   should_cancel=should_cancel, part_size=part_size,
+                                   expected_parts=expected_parts)
         try:
             info = store.put(key, reader, size=size, metadata=metadata, if_absent=if_absent)
         except Exception as exc:
@@ -191,7 +372,12 @@ def upload_fd(store: ObjectStore, key: str, fd: int, *, size: int, metadata: dic
             if reader.cancelled and not isinstance(exc, Cancelled):
                 raise Cancelled("cancelled") from exc
             raise
-        return Uploaded(info, reader.sha256(), reader.bytes_read)
+        try:
+            sha = reader.finish()
+        except SourceChanged as exc:
+            exc.committed = True
+            raise
+        return Uploaded(info, sha, reader.bytes_read)
 
     return call_with_retries(attempt, retry)
 
@@ -244,29 +430,37 @@ def iter_object(store: ObjectStore, key: str, *, chunk_size: int = DEFAULT_CHUNK
 
 def verify_remote(store: ObjectStore, key: str, *, sha256: str, size: int, content: bool = False,
                   chunk_size: int = DEFAULT_CHUNK, should_cancel: CancelFn | None = None,
-                  retry: RetryPolicy = NO_RETRY) -> ObjectInfo:
-    """Prove the object at ``key`` holds ``size`` bytes with SHA-256 ``sha256``.
+                  retry: RetryPolicy = NO_RETRY, part_size: int | None = None,
+                  uploaded: ObjectInfo | None = None) -> ObjectInfo:
+    """Prove the object at ``key`` holds ``size`` bytes with checksum ``sha256`` (plain, or the
+    composite over ``part_size`` parts: the metadata must name the same format).
 
-    Always: the store's size and the checksum in the object's metadata. With ``content``, also
-    read the object back and hash it, which catches a store that kept different bytes than the
-    metadata claims (at the cost of downloading it). Raises ``VerificationError``.
+    Always: the store's size and the checksum in the object's metadata, from ``head`` - or from
+    ``uploaded``, the put's own answer, when the store marked it ``verified`` (it proved while
+    storing that it kept exactly the bytes and metadata sent, e.g. S3's MD5 ETag of a single
+    PutObject; see ``ObjectInfo``). With ``content``, also read the object back and hash it,
+    which catches a store that kept different bytes than the metadata claims (at the cost of
+    downloading it). Raises ``VerificationError``.
     """
-    info = call_with_retries(lambda: store.head(key), retry)
+    if uploaded is not None and uploaded.verified and uploaded.key == key and not content:
+        info = uploaded
+    else:
+        info = call_with_retries(lambda: store.head(key), retry)
     if info.size != size:
         raise VerificationError(f"remote size {info.size} differs from the {size} bytes read", key=key)
     try:
         meta = parse_metadata(info.metadata)
     except MetadataError as exc:
         raise VerificationError(f"remote metadata unusable: {exc}", key=key) from None
-    if meta.sha256 != sha256 or meta.size != size:
+    if meta.sha256 != sha256 or meta.size != size or meta.part_size != part_size:
         raise VerificationError("remote checksum in metadata differs from the bytes read", key=key)
     if content:
-        digest = hashlib.sha256()
+        digest = Checksum(part_size)
         count = 0
         for chunk in iter_object(store, key, chunk_size=chunk_size, should_cancel=should_cancel, retry=retry):
             digest.update(chunk)
             count += len(chunk)
-        if count != size or digest.hexdigest() != sha256:
+        if count != size or digest.finish() != sha256:
             raise VerificationError("remote content does not hash to the bytes read", key=key)
     return info
 
@@ -289,8 +483,9 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 def download_to_fd(store: ObjectStore, key: str, fd: int, *, size: int, keep_prefix: int = 0,
                    zeros_are_holes: bool = False, chunk_size: int = DEFAULT_CHUNK,
                    progress: ProgressFn | None = None, should_cancel: CancelFn | None = None,
-                   retry: RetryPolicy = NO_RETRY) -> tuple[str, int]:
-    """Write the object into ``fd`` at its offsets while hashing it; return (sha256, length).
+                   retry: RetryPolicy = NO_RETRY, part_size: int | None = None) -> tuple[str, int]:
+    """Write the object into ``fd`` at its offsets while hashing it; return (checksum, length),
+    the checksum composite over ``part_size`` parts when given (the record's format).
 
     ``keep_prefix`` bytes already in the file (a stub's resident head) are compared, not written,
     so a bad remote copy cannot damage them. With ``zeros_are_holes`` the caller guarantees the
@@ -298,7 +493,7 @@ def download_to_fd(store: ObjectStore, key: str, fd: int, *, size: int, keep_pre
     sparse. Never writes at or past ``size``: a longer object fails instead of growing the file.
     The caller verifies the returned checksum before marking anything resident.
     """
-    digest = hashlib.sha256()
+    digest = Checksum(part_size)
     offset = 0
     for chunk in iter_object(store, key, chunk_size=chunk_size, should_cancel=should_cancel, retry=retry):
         end = offset + len(chunk)
@@ -319,4 +514,4 @@ def download_to_fd(store: ObjectStore, key: str, fd: int, *, size: int, keep_pre
         offset = end
         if progress is not None:
             progress(offset, size)
-    return digest.hexdigest(), offset
+    return digest.finish(), offset

@@ -159,6 +159,13 @@ class Round:
     def cp_a(source: Path, dest: Path) -> None:
         subprocess.run(["cp", "-a", str(source), str(dest)], check=True)
 
+    @staticmethod
+    def cp_a_sync(source: Path, dest: Path) -> None:
+        """``cp -a`` then ``sync``: a durable copy, like for like with what the agent guarantees
+        (its objects and records are on disk before it reports)."""
+        subprocess.run(["cp", "-a", str(source), str(dest)], check=True)
+        subprocess.run(["sync"], check=True)
+
     def boto3_put(self, tree: Path, prefix: str) -> None:
         def put(path: Path) -> None:
             key = f"{prefix}/{path.relative_to(tree)}"
@@ -198,6 +205,8 @@ def measure_round(rnd: Round, src: Path, tag: str, *, agent_first: bool) -> dict
     # migrate: premigrate, so the same unmanaged tree serves both sides
     pair(("folder agent", lambda: rnd.agent_migrate(src, "folder")),
          ("folder cp", lambda: rnd.cp_a(src, work / f"cp-{tag}")))
+    out["folder cp sync"] = timed(lambda: rnd.cp_a_sync(src, work / f"cp-sync-{tag}"))
+    shutil.rmtree(work / f"cp-sync-{tag}")
     unmanage_tree(src)
     pair(("s3 agent", lambda: rnd.agent_migrate(src, "s3")),
          ("s3 boto3", lambda: rnd.boto3_put(src, tag)))
@@ -260,6 +269,7 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
     rows = {
         "folder agent": m("folder agent", "agent migrate -> folder (premigrate)"),
         "folder cp": m("folder cp", "cp -a (baseline)"),
+        "folder cp sync": m("folder cp sync", "cp -a + sync (durable baseline)"),
         "s3 agent": m("s3 agent", "agent migrate -> S3 (premigrate)"),
         "s3 boto3": m("s3 boto3", "boto3 thread-pool put_object (baseline)"),
         "folder recall agent": m("folder recall agent", "agent recall <- folder"),
@@ -271,6 +281,8 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
     print_table(list(rows.values()))
     print()
     met = ratio_line("migrate to folder vs cp -a", rows["folder agent"], rows["folder cp"], FOLDER_GOAL)
+    ratio_line("migrate to folder vs cp -a + sync (durable, like for like)", rows["folder agent"],
+               rows["folder cp sync"], FOLDER_GOAL)
     met = ratio_line("migrate to S3 vs boto3 put_object pool", rows["s3 agent"], rows["s3 boto3"], S3_GOAL) and met
     ratio_line("recall from folder vs cp -a back", rows["folder recall agent"], rows["folder recall cp"], None)
     ratio_line("recall from S3 vs boto3 get_object pool", rows["s3 recall agent"], rows["s3 recall boto3"], None)

@@ -84,6 +84,11 @@ class ObjectInfo:
     modified: datetime | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     version: str | None = None
+    #: Set only by ``put``, when the store proved while storing that it holds exactly the bytes
+    #: read from the stream (``size``) with exactly the ``metadata`` given - e.g. S3 answering a
+    #: single PutObject with the MD5 of what it received as the ETag, equal to the MD5 of what was
+    #: sent. Callers may then skip the ``head`` that would verify the same (``transfer.verify_remote``).
+    verified: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,24 @@ class ObjectStore(abc.ABC):
         except NotFound:
             return False
         return True
+
+    def upload_part_size(self, size: int) -> int | None:
+        """The part size of an upload of ``size`` bytes when the store sends it in several parts
+        (multipart), else None. The agent then records a composite checksum over parts of that
+        size (``agent.hsm.metadata``), hashed on several cores before the upload starts."""
+        return None
+
+    def defer_durability(self) -> bool:
+        """Let ``put`` return before its object is durable, until ``flush``; True if the store
+        does so from now on (the folder target), False if its puts stay durable at return (cloud
+        stores). A caller must not record anything that relies on an object put since until
+        ``flush`` returned. Meant for a store instance owned by one batch."""
+        return False
+
+    def flush(self) -> None:  # noqa: B027 - optional hook, most stores are durable at put's return
+        """Make every object stored so far by this instance durable (see ``defer_durability``).
+        A no-op for stores whose ``put`` returns only once the object is durable. Raises
+        DriverError."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing to release
         """Release connections held by the driver."""

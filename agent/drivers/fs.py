@@ -27,6 +27,12 @@ Metadata lives in one of two places, chosen by ``advanced_settings["metadata"]``
   previous metadata and an orphan sidecar (hidden, harmless).
 * ``auto`` (default) - ``xattr`` if a probe in the folder succeeds, else ``sidecar``.
 
+Deferred durability (``defer_durability``, which a batch of the agent's small-file migrations
+asks for): ``put`` then skips its two fsyncs and ``flush`` makes everything written since durable
+with one ``syncfs`` of the folder's filesystem. Until that flush, a crash may leave an object at
+its key that is shorter or emptier than its metadata says; the agent writes no record pointing at
+an object before the flush, and reuses an object of its own only after reading it back whole.
+
 Other settings: ``fsync`` (default true; false trades crash safety for speed), ``create_folder``
 (default false: a missing folder is ``NotFound``, like a missing bucket), ``chunk_size``.
 Memory: one ``chunk_size`` buffer per transfer. Instances are thread-safe.
@@ -108,6 +114,7 @@ class FolderStore(ObjectStore):
         self.chunk_size = chunk_size
         self._metadata_mode = metadata
         self._lock = threading.Lock()
+        self._deferred = False
 
     @classmethod
     def from_bucket(cls, bucket: Mapping[str, Any]) -> FolderStore:
@@ -122,6 +129,25 @@ class FolderStore(ObjectStore):
 
     def __repr__(self) -> str:
         return f"FolderStore({self.root!r}, metadata={self._metadata_mode!r})"
+
+    def defer_durability(self) -> bool:
+        """From now on ``put`` does not fsync; ``flush`` does, once for everything (see the module
+        docstring). False (nothing changes) when the folder is configured without fsync at all."""
+        self._deferred = self.fsync
+        return self._deferred
+
+    def flush(self) -> None:
+        if not self._deferred:
+            return
+        from agent.drivers.posix import syncfs
+
+        root = self._open_root()
+        try:
+            syncfs(root)
+        except OSError as error:
+            raise _map_os_error(error, "cannot flush the target folder", None) from None
+        finally:
+            os.close(root)
 
     # --- paths ----------------------------------------------------------------------------------
 
@@ -287,7 +313,7 @@ class FolderStore(ObjectStore):
                             raise PermanentError("the metadata is too large for an extended attribute",
                                                  key=key) from None
                         raise
-                if self.fsync:
+                if self.fsync and not self._deferred:
                     os.fsync(fd)
                 st = os.fstat(fd)
             finally:
@@ -310,7 +336,7 @@ class FolderStore(ObjectStore):
             except FileNotFoundError:
                 pass
             raise
-        if self.fsync:
+        if self.fsync and not self._deferred:
             os.fsync(dir_fd)
         return st
 

@@ -46,7 +46,7 @@ import pwd
 import stat as stat_mod
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -342,9 +342,13 @@ class PosixFilesystem:
     def _run(self, path: str | os.PathLike[str], body: Callable[[SpacePath], _Outcome], *,
              abort_missing: bool = False) -> PathResult:
         """Run one operation and turn every expected failure into a per-path result."""
-        shown = os.fsdecode(os.fspath(path))
+        return self._guard(os.fsdecode(os.fspath(path)), lambda: body(self.resolve(path)),
+                           abort_missing=abort_missing)
+
+    @staticmethod
+    def _guard(shown: str, run: Callable[[], _Outcome], *, abort_missing: bool = False) -> PathResult:
         try:
-            outcome = body(self.resolve(path))
+            outcome = run()
         except _Outcome as raised:
             outcome = raised
         except PathRefused as exc:
@@ -493,11 +497,24 @@ class PosixFilesystem:
                 info = transfer.call_with_retries(lambda k=key: store.head(k), self.retry)
             except NotFound:
                 return key, "create"
-            if _same_upload(info, mine):
+            if _same_upload(info, mine) and self._whole(store, key, meta):
                 return key, "reuse"
             if overwrite and key == base:
                 return key, "overwrite"
         raise _Outcome(ResultStatus.FAILED, f"no free object key near {base!r}")
+
+    def _whole(self, store: ObjectStore, key: str, meta: ObjectMetadata) -> bool:
+        """Whether our own earlier upload at ``key`` really holds the bytes its metadata claims.
+
+        Read back in full: a store written with deferred durability (``stage_migrate``) may show
+        a torn object after a crash. One that is not whole is left alone (never overwritten) and
+        the next key is tried."""
+        try:
+            transfer.verify_remote(store, key, sha256=meta.sha256, size=meta.size, content=True,
+                                   chunk_size=self.chunk_size, retry=self.retry, part_size=meta.part_size)
+        except VerificationError:
+            return False
+        return True
 
     def _discard(self, store: ObjectStore, key: str) -> None:
         """Best-effort removal of an object this run created and will not reference."""
@@ -526,39 +543,60 @@ class PosixFilesystem:
         def body(sp: SpacePath) -> _Outcome:
             with self._open_regular(sp, write=not premigrate, verb="migrated") as f:
                 record = read_record(f.fd)
-                if record is not None and record.state == HsmState.MIGRATED:
-                    if record.pending == Pending.STUB and not premigrate:
-                        self._finish_stub(f, record, f.st.st_atime_ns)
-                        return _Outcome(ResultStatus.PROCESSED, "finished an interrupted migration", record.key)
-                    return _Outcome(ResultStatus.SKIPPED, "already migrated", record.key)
-                if record is not None and not _is_stale(record, f.st) and record.target == target_name:
-                    if premigrate:
-                        return _Outcome(ResultStatus.SKIPPED, f"already {record.state} with a remote copy",
-                                        record.key)
-                    return self._release_open(f, record, store, opts)
-                return self._upload_open(f, record, store, opts)
+                early = self._migrate_decision(f, record, store, opts)
+                return early if early is not None else self._upload_open(f, record, store, opts)
 
         return self._run(path, body, abort_missing=abort_missing)
 
+    def _migrate_decision(self, f: _Open, record: HsmRecord | None, store: ObjectStore,
+                          opts: _MigrateOptions) -> _Outcome | None:
+        """The outcome of a migration that needs no upload (done here), or None: upload."""
+        if record is not None and record.state == HsmState.MIGRATED:
+            if record.pending == Pending.STUB and not opts.premigrate:
+                self._finish_stub(f, record, f.st.st_atime_ns)
+                return _Outcome(ResultStatus.PROCESSED, "finished an interrupted migration", record.key)
+            return _Outcome(ResultStatus.SKIPPED, "already migrated", record.key)
+        if record is not None and not _is_stale(record, f.st) and record.target == opts.target:
+            if opts.premigrate:
+                return _Outcome(ResultStatus.SKIPPED, f"already {record.state} with a remote copy", record.key)
+            return self._release_open(f, record, store, opts)
+        return None
+
     def _upload_open(self, f: _Open, old: HsmRecord | None, store: ObjectStore, opts: _MigrateOptions) -> _Outcome:
+        sent = self._send(f, store, opts)
+        if isinstance(sent, _Outcome):
+            return sent
+        return self._commit(f, old, store, opts, sent, durable=True)
+
+    def _send(self, f: _Open, store: ObjectStore, opts: _MigrateOptions) -> _Outcome | _Sent:
+        """Hash and upload the open file: what was sent, or the outcome that ends the migration."""
         st0, fd = f.st, f.fd
         data: bytes | None = None
+        part_size: int | None = None
+        parts: tuple[bytes, ...] = ()
         if st0.st_size <= self.chunk_size:  # small: one local read, uploaded from memory
             data = transfer.read_all(fd, limit=self.chunk_size)
             sha, size = hashlib.sha256(data).hexdigest(), len(data)
         else:
-            sha, size = transfer.hash_fd(fd, chunk_size=self.chunk_size, should_cancel=opts.should_cancel)
+            # Sent in several parts, the file gets a composite checksum, its parts hashed on every
+            # core at once; sent whole, a plain SHA-256. Either way the checksum is in the
+            # metadata sent before the first byte, and the upload re-hashes what it sends.
+            part_size = store.upload_part_size(st0.st_size)
+            summed = transfer.checksum_fd(fd, size=st0.st_size, part_size=part_size, chunk_size=self.chunk_size,
+                                          should_cancel=opts.should_cancel)
+            sha, size, parts = summed.sha256, summed.size, summed.parts
         if size != st0.st_size:
             return self._modified(opts, ["size"], None)
         meta = ObjectMetadata(sha256=sha, size=size, mode=stat_mod.S_IMODE(st0.st_mode), uid=st0.st_uid,
                               gid=st0.st_gid, mtime_ns=st0.st_mtime_ns, atime_ns=st0.st_atime_ns, path=f.sp.rel,
-                              inode=st0.st_ino, ctime_ns=st0.st_ctime_ns)
+                              inode=st0.st_ino, ctime_ns=st0.st_ctime_ns, part_size=part_size)
         base = self.object_key(f.sp)
         # A small file (already in memory) first tries its base key blind with ``if_absent``, which
         # never replaces anything: a free key - the common case - then costs no lookup. An occupied
         # one fails the put before anything is committed and goes through ``_choose_key`` below,
         # the same decisions (reuse, overwrite, sibling) as when looking first.
         blind = data is not None and not opts.overwrite
+        up: transfer.Uploaded | None = None
         for attempt in range(4 if blind else 3):  # another agent may take a free key between head and put
             if blind and attempt == 0:
                 key, how = base, "create"
@@ -573,9 +611,14 @@ class PosixFilesystem:
                     up = transfer.upload_bytes(store, key, data, **common)  # type: ignore[arg-type]
                 else:
                     up = transfer.upload_fd(store, key, fd, size=size, chunk_size=self.chunk_size,
+                                            part_size=part_size, expected_parts=parts if part_size else None,
                                             **common)  # type: ignore[arg-type]
             except AlreadyExists:
                 continue
+            except transfer.SourceChanged as exc:  # a part differed as it was sent
+                if exc.committed:  # found after the store returned: the object is not the file
+                    self._discard(store, key)
+                return self._modified(opts, [*(self._changes(f, st0) or ["content"])], None)
             except DriverError:
                 # A store that checks the declared size fails the put when the file grew or
                 # shrank under us: report that as the modification it is.
@@ -589,11 +632,21 @@ class PosixFilesystem:
             break
         else:
             raise _Outcome(ResultStatus.FAILED, f"object keys near {base!r} kept being taken")
+        return _Sent(key, how, sha, size, part_size, up.info if up is not None and how != "reuse" else None)
+
+    def _commit(self, f: _Open, old: HsmRecord | None, store: ObjectStore, opts: _MigrateOptions, sent: _Sent, *,
+                durable: bool) -> _Outcome:
+        """After the upload (and, for a deferred store, its flush): verify, check the file did not
+        change, record ``premigrated`` and, for a full migration, release the blocks. With
+        ``durable`` false the premigrated record is not fsynced here: the caller syncs the
+        filesystem (``sync_roots``) before reporting (see ``stage_migrate``)."""
+        st0, fd = f.st, f.fd
+        key, how, sha, size, part_size = sent.key, sent.how, sent.sha256, sent.size, sent.part_size
         _failpoint("migrate:uploaded")
         try:
             info = transfer.verify_remote(store, key, sha256=sha, size=size, content=opts.verify_content,
                                           chunk_size=self.chunk_size, should_cancel=opts.should_cancel,
-                                          retry=self.retry)
+                                          retry=self.retry, part_size=part_size, uploaded=sent.info)
         except VerificationError:
             if how != "reuse":
                 self._discard(store, key)
@@ -605,25 +658,86 @@ class PosixFilesystem:
             return self._modified(opts, changes, key)
         check_transition(old.state if old else HsmState.UNMANAGED, HsmState.PREMIGRATED)
         record = HsmRecord(HsmState.PREMIGRATED, opts.target, key, sha, size, mtime_ns=st0.st_mtime_ns,
-                           inode=st0.st_ino, ctime_ns=st0.st_ctime_ns, version=info.version)
+                           inode=st0.st_ino, ctime_ns=st0.st_ctime_ns, version=info.version, part_size=part_size)
         write_record(fd, record)
-        os.fsync(fd)
+        if durable or not opts.premigrate:
+            os.fsync(fd)
         _failpoint("migrate:premigrated")
         if opts.premigrate:
             return _Outcome(ResultStatus.PROCESSED, "premigrated (remote copy verified)", key)
         self._stub(f, record, opts.stub_size, st0.st_atime_ns)
         return _Outcome(ResultStatus.PROCESSED, "migrated (remote copy verified, blocks released)", key)
 
+    def stage_migrate(self, path: str | os.PathLike[str], store: ObjectStore, *, premigrate: bool = False,
+                      overwrite: bool = False, abort_missing: bool = False,
+                      skip_modified_during_migrate: bool = False, stub_size: int = 0, target: str | None = None,
+                      verify_content: bool = False, progress: ProgressFn | None = None,
+                      should_cancel: CancelFn | None = None) -> StagedMigrate:
+        """``migrate`` in two steps, for batches whose store defers durability
+        (``ObjectStore.flush``): this call hashes and uploads a small file and stops there,
+        keeping the file open and locked; ``StagedMigrate.commit`` - called only after
+        ``store.flush()`` made the batch's objects durable - verifies, checks the file did not
+        change and records the state. A premigrated record is then not fsynced file by file:
+        the caller runs ``sync_roots`` once before reporting any outcome. The order per file is
+        the same as ``migrate``'s (remote copy durable, then verified, then recorded, then
+        released); only the fsyncs are shared. A path that needs no upload, or a file too large
+        to read whole, is done at once as by ``migrate`` (``StagedMigrate.result``)."""
+        target_name = target or store_name(store)
+        opts = _MigrateOptions(premigrate, overwrite, skip_modified_during_migrate, max(0, stub_size), target_name,
+                               verify_content, progress, should_cancel)
+        shown = os.fsdecode(os.fspath(path))
+        stack = ExitStack()
+        staged: list[Callable[[], _Outcome]] = []
+
+        def body(sp: SpacePath) -> _Outcome:
+            f = stack.enter_context(self._open_regular(sp, write=not premigrate, verb="migrated"))
+            record = read_record(f.fd)
+            early = self._migrate_decision(f, record, store, opts)
+            if early is not None:
+                return early
+            if f.st.st_size > self.chunk_size:
+                return self._upload_open(f, record, store, opts)
+            sent = self._send(f, store, opts)
+            if isinstance(sent, _Outcome):
+                return sent
+            staged.append(lambda: self._commit(f, record, store, opts, sent, durable=False))
+            return _Outcome(ResultStatus.PROCESSED, "uploaded; waiting for the store's flush")
+
+        try:
+            result = self._run(path, body, abort_missing=abort_missing)
+        except BaseException:
+            stack.close()
+            raise
+        if not staged or result.status != ResultStatus.PROCESSED:
+            stack.close()
+            return StagedMigrate(result, None, stack)
+        return StagedMigrate(None, lambda: self._guard(shown, staged[0]), stack)
+
+    def sync_roots(self) -> None:
+        """Make every change on the space roots' filesystems durable (``syncfs`` on each, else
+        ``sync``): the one flush that replaces per-file fsyncs of records (``stage_migrate``)."""
+        seen: set[int] = set()
+        for _, real in self._roots:
+            fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                dev = os.fstat(fd).st_dev
+                if dev not in seen:
+                    seen.add(dev)
+                    syncfs(fd)
+            finally:
+                os.close(fd)
+
     def _release_open(self, f: _Open, record: HsmRecord, store: ObjectStore, opts: _MigrateOptions) -> _Outcome:
         """Premigrated/hydrated -> migrated: prove the local bytes still hash to the record and
         the remote copy verifies, then stub. No upload."""
-        sha, size = transfer.hash_fd(f.fd, chunk_size=self.chunk_size, should_cancel=opts.should_cancel)
-        if size != record.size or sha != record.sha256:
+        summed = transfer.checksum_fd(f.fd, size=record.size, part_size=record.part_size, chunk_size=self.chunk_size,
+                                      should_cancel=opts.should_cancel)
+        if summed.size != record.size or summed.sha256 != record.sha256:
             raise _Outcome(ResultStatus.FAILED, "local content no longer matches the remote copy; not released",
                            record.key)
         transfer.verify_remote(store, record.key, sha256=record.sha256, size=record.size,
                                content=opts.verify_content, chunk_size=self.chunk_size,
-                               should_cancel=opts.should_cancel, retry=self.retry)
+                               should_cancel=opts.should_cancel, retry=self.retry, part_size=record.part_size)
         changes = self._changes(f, f.st)
         if changes:
             return self._modified(opts, changes, record.key)
@@ -740,7 +854,8 @@ class PosixFilesystem:
             sha, count = transfer.download_to_fd(store, record.key, fd, size=record.size,
                                                  keep_prefix=record.stub_size, zeros_are_holes=True,
                                                  chunk_size=self.chunk_size, progress=progress,
-                                                 should_cancel=should_cancel, retry=self.retry)
+                                                 should_cancel=should_cancel, retry=self.retry,
+                                                 part_size=record.part_size)
             if count != record.size:
                 raise VerificationError(f"object has {count} bytes, the file {record.size}", key=record.key)
             if verify and sha != record.sha256:
@@ -870,7 +985,7 @@ class PosixFilesystem:
             except PermissionError:
                 pass  # an unprivileged agent keeps its own ownership
             record = HsmRecord(HsmState.MIGRATED, target, key, meta.sha256, meta.size, mtime_ns=meta.mtime_ns,
-                               inode=os.fstat(fd).st_ino, version=info.version)
+                               inode=os.fstat(fd).st_ino, version=info.version, part_size=meta.part_size)
             check_transition(HsmState.UNMANAGED, HsmState.MIGRATED)
             write_record(fd, record)
             os.fchmod(fd, meta.mode)
@@ -903,7 +1018,8 @@ class PosixFilesystem:
             record = read_record(fd) if stat_mod.S_ISREG(os.fstat(fd).st_mode) else None
         finally:
             os.close(fd)
-        if record is not None and record.key == key and record.sha256 == meta.sha256:
+        if record is not None and record.key == key and (record.sha256, record.part_size) == (meta.sha256,
+                                                                                            meta.part_size):
             return True
         raise _Outcome(ResultStatus.FAILED, "a file exists there; a reverse stub never replaces one", key)
 
@@ -920,6 +1036,70 @@ class _MigrateOptions:
     should_cancel: CancelFn | None
 
 
+@dataclass(frozen=True)
+class _Sent:
+    """What ``_send`` uploaded: the key and how it was chosen, and the checksum of the bytes sent."""
+
+    key: str
+    how: str
+    sha256: str
+    size: int
+    part_size: int | None
+    info: ObjectInfo | None  # the put's answer (None when an earlier upload was reused)
+
+
+@dataclass
+class StagedMigrate:
+    """A migration from ``PosixFilesystem.stage_migrate``: either finished (``result``) or uploaded
+    and waiting - file open and locked - for ``commit`` after the store's flush. ``commit`` or
+    ``abandon`` must be called exactly once for a waiting one (each closes the file)."""
+
+    result: PathResult | None
+    _commit: Callable[[], PathResult] | None
+    _stack: ExitStack
+
+    @property
+    def waiting(self) -> bool:
+        return self._commit is not None
+
+    def commit(self) -> PathResult:
+        """Verify, check, record (and release, for a full migration); then close the file."""
+        assert self._commit is not None, "nothing to commit"
+        try:
+            return self._commit()
+        finally:
+            self._commit = None
+            self._stack.close()
+
+    def abandon(self) -> None:
+        """Close the file without recording anything (it stays as it was: nothing is claimed).
+        The uploaded object is left in place, unreferenced; a re-run reuses it once read back whole."""
+        self._commit = None
+        self._stack.close()
+
+
+_syncfs_fn: Any = None
+
+
+def syncfs(fd: int) -> None:
+    """``syncfs(2)`` on the filesystem holding ``fd`` (``sync`` where the C library lacks it)."""
+    global _syncfs_fn
+    if _syncfs_fn is None:
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).syncfs
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+            _syncfs_fn = fn
+        except (OSError, AttributeError):
+            _syncfs_fn = False
+    if not _syncfs_fn:
+        os.sync()
+        return
+    if _syncfs_fn(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
 def _same_upload(info: ObjectInfo, mine: ObjectMetadata) -> bool:
     """Whether ``info`` is the object this very file version uploaded (an interrupted earlier run)."""
     try:
@@ -927,7 +1107,8 @@ def _same_upload(info: ObjectInfo, mine: ObjectMetadata) -> bool:
     except MetadataError:
         return False
     return info.size == mine.size and all(
-        getattr(theirs, name) == getattr(mine, name) for name in ("sha256", "size", "path", "inode", "ctime_ns"))
+        getattr(theirs, name) == getattr(mine, name)
+        for name in ("sha256", "part_size", "size", "path", "inode", "ctime_ns"))
 
 
 def _uid_exists(uid: int) -> bool:

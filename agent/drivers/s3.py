@@ -13,15 +13,28 @@ boto3's default chain - environment, instance role). ``advanced_settings`` (all 
 * ``max_attempts`` (default 3), ``connect_timeout`` (10 s), ``read_timeout`` (60 s) - botocore's
   own retries, below the agent's retry-with-backoff of ``TransientError``.
 * ``conditional_writes`` (default true) - send ``If-None-Match: *`` for ``if_absent``.
+* ``trust_conditional_writes`` - ``auto`` (default), true or false: whether ``if_absent`` may rely
+  on the server refusing ``If-None-Match: *`` over an existing object, and skip the ``HEAD``
+  that checks first. ``auto`` finds out once per driver instance, at the first ``if_absent`` put:
+  it writes a probe object (``.hub-probe/<random>``) twice with the header and trusts the server
+  only if the second write is refused (412), then deletes the probe; any error means "do not
+  trust". AWS, MinIO and moto honour the header; rclone serve s3 ignores it.
 * ``checksums`` - ``when_required`` (default, which every S3-compatible server accepts) or
   ``when_supported`` (botocore adds CRC checksums to uploads; AWS and recent servers).
 
-``if_absent``: the driver first checks that the key is free (``HEAD``), then uploads with
-``If-None-Match: *`` on the ``PutObject`` or ``CompleteMultipartUpload`` (AWS since 2024, MinIO,
-moto): there, two racing writers cannot both win. Servers that ignore the header (rclone serve s3,
-older appliances) get only the check, which is best effort: a writer racing between the check and
-the upload can still be overwritten. Servers that refuse the header (501): set
-``conditional_writes`` false.
+``if_absent``: the driver uploads with ``If-None-Match: *`` on the ``PutObject`` or
+``CompleteMultipartUpload`` (AWS since 2024, MinIO, moto): there, two racing writers cannot both
+win, and no ``HEAD`` is needed first. On servers not (known to be) honouring it (rclone serve s3,
+older appliances; see ``trust_conditional_writes``) the driver first checks that the key is free
+(``HEAD``), which is best effort: a writer racing between the check and the upload can still be
+overwritten. Servers that refuse the header (501): set ``conditional_writes`` false.
+
+Verification: an object smaller than the multipart threshold goes up in one ``PutObject``, whose
+answer's ETag S3 (and MinIO, moto, rclone) computes as the MD5 of the bytes it received. The
+driver compares it with the MD5 of the bytes it sent; equal, the put returns an ``ObjectInfo``
+marked ``verified`` (the server stored those bytes, with the metadata of the same request), and
+the agent skips the ``HEAD`` it would verify with. Any other ETag (SSE-KMS, SSE-C, a server that
+does not use MD5) leaves the put unverified, and the ``HEAD`` is made as before.
 
 Memory: an upload holds about ``max_concurrency + 2`` parts (s3transfer reads the stream into
 part-sized buffers, at most ``max_concurrency`` waiting besides those in flight): measured 48 MiB
@@ -37,8 +50,11 @@ HTTP status, never credentials.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -130,7 +146,7 @@ class S3Store(ObjectStore):
                  part_size: int = DEFAULT_PART_SIZE, multipart_threshold: int | None = None,
                  max_concurrency: int = 4, max_attempts: int = 3, connect_timeout: float = 10,
                  read_timeout: float = 60, conditional_writes: bool = True,
-                 checksums: str = "when_required") -> None:
+                 trust_conditional_writes: bool | None = None, checksums: str = "when_required") -> None:
         if not bucket:
             raise PermanentError("an S3 bucket needs a name")
         if addressing_style not in (None, "path", "virtual", "auto"):
@@ -144,6 +160,9 @@ class S3Store(ObjectStore):
         self.multipart_threshold = multipart_threshold or self.part_size
         self.max_concurrency = max(1, max_concurrency)
         self.conditional_writes = conditional_writes
+        # None: not known yet (probed at the first if_absent put). Never trusted without the header.
+        self._trusted: bool | None = trust_conditional_writes if conditional_writes else False
+        self._probe_lock = threading.Lock()
         session = boto3.session.Session(aws_access_key_id=access_key_id or None,
                                         aws_secret_access_key=secret_access_key or None,
                                         region_name=self.region)
@@ -196,6 +215,7 @@ class S3Store(ObjectStore):
             connect_timeout=as_int(advanced.get("connect_timeout"), 10, minimum=1),
             read_timeout=as_int(advanced.get("read_timeout"), 60, minimum=1),
             conditional_writes=as_bool(advanced.get("conditional_writes"), True),
+            trust_conditional_writes=_auto_bool(advanced.get("trust_conditional_writes")),
             checksums=str(advanced.get("checksums") or "when_required"),
         )
 
@@ -222,6 +242,46 @@ class S3Store(ObjectStore):
             self._manager = self._copy_manager = None
         self._client.close()
 
+    def upload_part_size(self, size: int) -> int | None:
+        """The part size s3transfer will use for ``size`` bytes (its own rule: doubled until the
+        upload fits S3's 10 000 parts), or None below the multipart threshold."""
+        if size < self.multipart_threshold:
+            return None
+        part = self.part_size
+        while math.ceil(size / part) > 10_000:
+            part *= 2
+        return part
+
+    def trusts_conditional_writes(self) -> bool:
+        """Whether ``If-None-Match: *`` is known to be enforced here (probed once; see the module
+        docstring). Thread-safe; a failed probe is not retried by this instance."""
+        if self._trusted is None:
+            with self._probe_lock:
+                if self._trusted is None:
+                    self._trusted = self._probe_conditional_writes()
+        return self._trusted
+
+    def _probe_conditional_writes(self) -> bool:
+        key = f".hub-probe/{uuid.uuid4().hex}"
+        with self._conditional_lock:
+            self._conditional[key] += 1
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=b"1")
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=b"2")
+            except bce.ClientError as error:
+                return isinstance(map_error(error, key=key, operation="probe"), AlreadyExists)
+            return False
+        except _SDK_ERRORS:
+            return False
+        finally:
+            with self._conditional_lock:
+                del self._conditional[key]
+            try:
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+            except _SDK_ERRORS:
+                pass  # a leftover probe object is harmless (a few bytes under .hub-probe/)
+
     def _add_condition(self, params: dict[str, Any], **_: Any) -> None:
         if params.get("Bucket") == self.bucket and self._conditional.get(params.get("Key", "")):
             params["IfNoneMatch"] = "*"
@@ -232,9 +292,10 @@ class S3Store(ObjectStore):
             metadata: Mapping[str, str] | None = None, if_absent: bool = False) -> ObjectInfo:
         check_key(key)
         checked = check_metadata(metadata)
-        if if_absent and self.exists(key):
+        if if_absent and not self.trusts_conditional_writes() and self.exists(key):
             raise AlreadyExists("object exists", key=key)
         reader = CheckedReader(stream, size, key=key)
+        verified = False
         extra = {"Metadata": checked} if checked else {}
         conditional = if_absent and self.conditional_writes
         if conditional:
@@ -248,7 +309,11 @@ class S3Store(ObjectStore):
                 # before anything is sent, as on the streaming path.
                 data = reader.read(size)
                 reader.read(1)
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+                response = self._client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+                # The ETag of a single PutObject is the MD5 the server computed over what it
+                # received (unless encryption with KMS/customer keys changes it): equal to ours,
+                # the bytes stored are the bytes sent.
+                verified = _etag(response.get("ETag")) == hashlib.md5(data, usedforsecurity=False).hexdigest()
             else:
                 self._transfer().upload(reader, self.bucket, key, extra_args=extra).result()
         except _SDK_ERRORS as error:
@@ -262,7 +327,7 @@ class S3Store(ObjectStore):
                     self._conditional[key] -= 1
                     if self._conditional[key] <= 0:
                         del self._conditional[key]
-        return ObjectInfo(key=key, size=reader.count, metadata=checked)
+        return ObjectInfo(key=key, size=reader.count, metadata=checked, verified=verified)
 
     def copy(self, source_key: str, dest_key: str, *, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
         check_key(source_key)
@@ -391,6 +456,13 @@ class _Body(io.RawIOBase):
     def close(self) -> None:
         self._body.close()
         super().close()
+
+
+def _auto_bool(value: object) -> bool | None:
+    """``auto`` (or nothing) -> None (find out), else a true/false setting."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    return as_bool(value, False)
 
 
 def _etag(value: str | None) -> str | None:

@@ -8,6 +8,13 @@ path (file names are arbitrary bytes on Linux).
 
 Parsing is strict: a value that does not match its exact format is an error, because these
 values are used to decide whether a remote copy is the file (and then to release its blocks).
+
+Checksum formats (``hubsha256`` with ``hubpartsize``): without ``hubpartsize`` the checksum is the
+plain SHA-256 of the bytes (every object written before composites existed, and every object sent
+in one request). With ``hubpartsize`` = N it is a *composite*: the SHA-256 of the concatenation of
+the raw 32-byte SHA-256 digests of the consecutive N-byte parts of the bytes (the last part may be
+shorter; an empty object has no parts). Multipart uploads use it so that the parts can be hashed
+in parallel before the upload starts (``agent.transfer.checksum_fd``).
 """
 
 from __future__ import annotations
@@ -50,10 +57,11 @@ class ObjectMetadata:
     path: str | None = None  # space-relative, ``/``-separated, as ``os.fsdecode`` gives it
     inode: int | None = None  # with ctime_ns: recognise our own upload after a crash
     ctime_ns: int | None = None
+    part_size: int | None = None  # set: ``sha256`` is the composite over parts of this size
 
 
 _REQUIRED = ("sha256", "size", "mode", "uid", "gid", "mtime_ns", "atime_ns")
-_OPTIONAL = ("path", "inode", "ctime_ns")
+_OPTIONAL = ("path", "inode", "ctime_ns", "part_size")
 
 
 def _name(field: str) -> str:
@@ -97,6 +105,10 @@ def to_metadata(meta: ObjectMetadata) -> dict[str, str]:
         out[_name("inode")] = str(meta.inode)
     if meta.ctime_ns is not None:
         out[_name("ctime_ns")] = str(meta.ctime_ns)
+    if meta.part_size is not None:
+        if meta.part_size < 1:
+            raise MetadataError("part_size must be positive")
+        out[_name("part_size")] = str(meta.part_size)
     return out
 
 
@@ -135,4 +147,6 @@ def parse_metadata(metadata: Mapping[str, str]) -> ObjectMetadata:
             if not pattern.match(raw):
                 raise MetadataError(f"{field} is not a decimal integer")
             values[field] = int(raw)
+    if values.get("part_size") == 0:
+        raise MetadataError("part_size must be positive")
     return ObjectMetadata(**values)  # type: ignore[arg-type]

@@ -214,8 +214,8 @@ def test_missing_paths_fail_or_with_abort_missing_end_aborted_while_the_rest_goe
 def test_a_path_removed_while_the_batch_runs_counts_as_missing(space, store):
     paths = [data_file(space, f"{i}.bin", size=100) for i in range(3)]
 
-    def remove_the_last(progress: BatchProgress) -> None:
-        if progress.paths_done == 1 and paths[2].exists():
+    def remove_the_last(progress: BatchProgress) -> None:  # once the first file's bytes have moved
+        if progress.bytes_done >= 100 and paths[2].exists():
             paths[2].unlink()
 
     ctx = context([space], store, concurrency=1, progress=remove_the_last, progress_interval=0)

@@ -336,13 +336,7 @@ class _Batch:
                     self._run_unit(unit, operation)
                 for future in futures:
                     future.result()
-        self._report(force=True)
-        results = [o for o in self.outcomes if o is not None]
-        assert len(results) == len(self.paths)
-        counts = Counter(o["status"] for o in results)
-        log.info("%s job=%s: %d paths in %.1fs: %s", self.name, self.jobid, len(results),
-                 time.monotonic() - started, dict(counts))
-        return results
+        return self._results(started)
 
     def run_staged(self, operation: Operation, stage: Stage, store: ObjectStore) -> Outcomes:
         """``run`` for migrate, with durability shared per group of small files: each group's
@@ -388,6 +382,10 @@ class _Batch:
                         if done is not None and done["status"] == PROCESSED:
                             self.outcomes[p.index] = outcome(p.path, FAILED, f"recorded, but the filesystem "
                                                              f"could not be synced: {exc.strerror or exc}")
+        return self._results(started)
+
+    def _results(self, started: float) -> Outcomes:
+        """Every path's outcome, in input order, after the last progress report and a log line."""
         self._report(force=True)
         results = [o for o in self.outcomes if o is not None]
         assert len(results) == len(self.paths)

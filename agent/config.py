@@ -145,8 +145,10 @@ def _name(value: Any) -> str:
 
 def _node(value: Any) -> str:
     text = _text(value)
-    if not text or len(text) > 255 or any(ch.isspace() for ch in text) or "@" in text:
-        raise ValueError(f"{text!r} is not a node name (1-255 characters, no blanks or '@')")
+    # '/' would end up in the control queue's name (<site>.control.<node>), a file name on the
+    # filesystem broker.
+    if not text or len(text) > 255 or any(ch.isspace() for ch in text) or "@" in text or "/" in text:
+        raise ValueError(f"{text!r} is not a node name (1-255 characters, no blanks, '@' or '/')")
     return text
 
 

@@ -51,8 +51,8 @@ def record_heartbeat(beat: dict[str, Any]) -> Node:
     if site is None:
         raise HeartbeatRejected(f"unknown site {beat.get('site')!r}")
     node_name = str(beat.get("node") or "").strip()
-    if not node_name or len(node_name) > 255:
-        raise HeartbeatRejected("a heartbeat needs a node name of at most 255 characters")
+    if not node_name or len(node_name) > 255 or "/" in node_name:
+        raise HeartbeatRejected("a heartbeat needs a node name of at most 255 characters, without '/'")
     raw_queues = beat.get("queues") or [DEFAULT_QUEUE]
     if not isinstance(raw_queues, list):
         # A bare string would otherwise be read as one queue per character.

@@ -43,6 +43,11 @@ def test_the_control_queue_follows_from_site_and_node_without_any_setting():
     assert describe(config)["control_queue"] == {"value": "lab.control.nsd1", "from": "site and node"}
 
 
+def test_a_node_name_with_a_slash_is_refused_since_it_names_the_control_queue():
+    with pytest.raises(ConfigError, match="not a node name"):
+        load_config(environ={"AGENT_SITE": "lab", "AGENT_NODE": "rack1/nsd1"})
+
+
 def test_a_missing_site_is_an_error():
     with pytest.raises(ConfigError, match="site is required"):
         load_config(environ={})

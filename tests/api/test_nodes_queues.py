@@ -173,6 +173,13 @@ def test_first_heartbeat_creates_the_node_and_its_queues():
     assert Queue.objects.get(site=site, name="discovery").last_heartbeat == node.last_heartbeat
 
 
+def test_a_heartbeat_from_a_node_name_with_a_slash_is_rejected():
+    SiteFactory(name="lab")
+    with pytest.raises(node_service.HeartbeatRejected, match="without '/'"):
+        node_service.record_heartbeat(beat(node="rack1/nsd1"))
+    assert not Node.objects.exists()
+
+
 def test_heartbeats_never_move_last_heartbeat_backwards():
     SiteFactory(name="lab")
     newer = ago(10)

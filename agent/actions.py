@@ -69,6 +69,7 @@ from agent.drivers.posix import (
     StagedMigrate,
 )
 from agent.hsm.state import HsmRecord, read_record
+from agent.libc import libc_function
 from agent.transfer import CancelFn, ProgressFn, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -665,20 +666,8 @@ def delete(ctx: ActionContext, paths: Sequence[PathItem], *, target: str | None 
 # --- move --------------------------------------------------------------------------------------------
 
 _RENAME_NOREPLACE = 1
-_renameat2_fn: Any = None
-
-
 def _renameat2() -> Any:
-    global _renameat2_fn
-    if _renameat2_fn is None:
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).renameat2
-            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-            fn.restype = ctypes.c_int
-            _renameat2_fn = fn
-        except (OSError, AttributeError):
-            _renameat2_fn = False
-    return _renameat2_fn
+    return libc_function("renameat2", ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
 
 
 def _rename_noreplace(src_dir: int, src: str, dst_dir: int, dst: str) -> None:

@@ -25,9 +25,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from sites.models import DEFAULT_QUEUE, ExternalTarget, Site
+from sites.services.site_tasks import report_time
 from workflows import dag, dispatch
 from workflows.definitions import TASKS
 from workflows.models import Job, JobStat, JobStatHistory, Task, TaskDependency
@@ -68,11 +68,6 @@ class _Stat:
     message: str = ""
     size: int | None = None
     task: Task | None = None
-
-
-def _when(value: Any) -> datetime:
-    parsed = parse_datetime(value) if isinstance(value, str) and value else None
-    return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
 
 
 def _short(message: Any) -> str:
@@ -165,6 +160,7 @@ def plan_entries(job: Job, entries: Sequence[dag.Entry], *, parent: Task | None 
         if record_unmatched_directories or entry.type != "directory"]
     tasks: list[Task] = []
     links: list[tuple[int, int]] = []  # (index of parent in tasks, index of child)
+    waiting: list[tuple[dag.Entry, int]] = []  # (entry, index in tasks of its chain's first step)
     targets = _Targets(site) if site is not None else None
     sites: dict[str, Site | None] = {}
     max_files = _batch_files(site)
@@ -212,27 +208,18 @@ def plan_entries(job: Job, entries: Sequence[dag.Entry], *, parent: Task | None 
                                       + (f" on {step_site.name}" if step_site and step_site != site else "")))
                     if number:
                         links.append((first + number - 1, first + number))
-                first_task_index = first
-                for entry in batch:
-                    stats.append(_Stat(entry.path, PathState.PENDING, "", entry.size))
-                    stats[-1].task = _Pointer(first_task_index)  # type: ignore[assignment]
+                waiting.extend((entry, first) for entry in batch)
     tasks = Task.objects.bulk_create(tasks)
     TaskDependency.objects.bulk_create(
         [TaskDependency(parent=tasks[p], child=tasks[c]) for p, c in links])
-    for stat in stats:
-        if isinstance(stat.task, _Pointer):
-            stat.task = tasks[stat.task.index]
+    # Each waiting path points at the first step of its chain (known once the rows exist).
+    stats.extend(_Stat(entry.path, PathState.PENDING, "", entry.size, tasks[index]) for entry, index in waiting)
     _write_stats(job, stats, history=False)
     finished = [s for s in stats if s.state != PathState.PENDING]
     _increment(job, tasks_total=len(tasks), paths_total=len(stats),
                bytes_total=sum(s.size or 0 for s in stats),
                **_final_counts(finished))
     return tasks
-
-
-@dataclass
-class _Pointer:
-    index: int
 
 
 def _chain_problem(rule: dag.Rule, target: ExternalTarget | None, sites: Mapping[str, Site | None]) -> str:
@@ -319,7 +306,7 @@ def record_result(report: Mapping[str, Any]) -> Task | None:
         logger.warning("report for unknown job task %s ignored", report.get("task_id"))
         return None
     job = task.job
-    state, at = report.get("state"), _when(report.get("at"))
+    state, at = report.get("state"), report_time(report.get("at"))
     node = _short(report.get("node"))[:255]
     if state == "STARTED":
         if task.transition(TaskState.STARTED, started=at, node=node or task.node):

@@ -65,6 +65,7 @@ from agent.hsm.state import (
     read_record,
     write_record,
 )
+from agent.libc import libc_function
 from agent.transfer import CancelFn, Cancelled, ProgressFn, RetryPolicy, VerificationError
 
 Stores = ObjectStore | Mapping[str, ObjectStore]
@@ -110,20 +111,8 @@ def _failpoint(step: str) -> None:
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-_fallocate_fn: Any = None
-
-
 def _fallocate() -> Any:
-    global _fallocate_fn
-    if _fallocate_fn is None:
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).fallocate
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-            fn.restype = ctypes.c_int
-            _fallocate_fn = fn
-        except (OSError, AttributeError):
-            _fallocate_fn = False
-    return _fallocate_fn
+    return libc_function("fallocate", ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
 
 
 def release_blocks(fd: int, offset: int, size: int) -> None:
@@ -1078,24 +1067,13 @@ class StagedMigrate:
         self._stack.close()
 
 
-_syncfs_fn: Any = None
-
-
 def syncfs(fd: int) -> None:
     """``syncfs(2)`` on the filesystem holding ``fd`` (``sync`` where the C library lacks it)."""
-    global _syncfs_fn
-    if _syncfs_fn is None:
-        try:
-            fn = ctypes.CDLL(None, use_errno=True).syncfs
-            fn.argtypes = [ctypes.c_int]
-            fn.restype = ctypes.c_int
-            _syncfs_fn = fn
-        except (OSError, AttributeError):
-            _syncfs_fn = False
-    if not _syncfs_fn:
+    fn = libc_function("syncfs", ctypes.c_int)
+    if fn is None:
         os.sync()
         return
-    if _syncfs_fn(fd) != 0:
+    if fn(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -100,8 +100,9 @@ def _publish(pk: int, task_id: str, name: str, queue: str, payload: dict[str, An
         )
 
 
-def _when(value: str | None) -> datetime:
-    parsed = parse_datetime(value) if value else None
+def report_time(value: object) -> datetime:
+    """When an agent's report says something happened (``at``, ISO 8601 with a zone), else now."""
+    parsed = parse_datetime(value) if isinstance(value, str) and value else None
     return parsed if parsed is not None and parsed.tzinfo is not None else timezone.now()
 
 
@@ -112,7 +113,7 @@ def record_result(report: dict[str, Any]) -> SettingsTask | None:
     if task is None:
         logger.warning("result for unknown site task %s ignored", report.get("task_id"))
         return None
-    state, at = report.get("state"), _when(report.get("at"))
+    state, at = report.get("state"), report_time(report.get("at"))
     if state == SettingsTask.State.STARTED:
         task.transition(SettingsTask.State.STARTED, started=at)
         return task

@@ -66,9 +66,12 @@ from agent.drivers.posix import (
     PathResult,
     PosixFilesystem,
     ResultStatus,
+    SpacePath,
     StagedMigrate,
 )
+from agent.drivers.fs import FolderStore
 from agent.hsm.state import HsmRecord, read_record
+from agent.lane import LaneGroup, LanePool, LaneSettings, shared_pool
 from agent.libc import libc_function
 from agent.transfer import CancelFn, ProgressFn, RetryPolicy
 
@@ -121,10 +124,16 @@ class ActionContext:
     key_prefix: str = ""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     filesystem: PosixFilesystem | None = None
+    #: The small-file lane for migrations to a folder target (``agent.lane``): None turns it off,
+    #: 0 runs it on the calling thread, N in N worker processes shared by the process's batches.
+    lane_workers: int | None = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, got {self.concurrency!r}")
+        if self.lane_workers is not None and (isinstance(self.lane_workers, bool) or
+                                              not isinstance(self.lane_workers, int) or self.lane_workers < 0):
+            raise ValueError(f"lane_workers must be None or a whole number >= 0, got {self.lane_workers!r}")
         if self.filesystem is None:
             fs = PosixFilesystem(self.roots, key_prefix=self.key_prefix, chunk_size=self.chunk_size,
                                  retry=self.retry)
@@ -134,6 +143,10 @@ class ActionContext:
     def fs(self) -> PosixFilesystem:
         assert self.filesystem is not None  # set in __post_init__
         return self.filesystem
+
+    @property
+    def lane_pool(self) -> LanePool | None:
+        return None if self.lane_workers is None else shared_pool(self.lane_workers)
 
 
 # --- stores --------------------------------------------------------------------------------------
@@ -225,6 +238,7 @@ class _Path:
     path: str
     st: os.stat_result | None = None
     early: PathOutcome | None = None  # decided without running the operation
+    sp: SpacePath | None = None  # where ``resolve`` placed it
 
     @property
     def size(self) -> int | None:
@@ -267,6 +281,7 @@ class _Batch:
         self.jobid = jobid
         self.abort_missing = abort_missing
         self.stores = _StorePool(ctx.open_target)
+        self._parents: dict[str, str] = {}  # realpath of each parent directory, for this batch
         self.paths = [self._plan(index, item, needs_existing) for index, item in enumerate(items)]
         self.outcomes: builtins.list[PathOutcome | None] = [None] * len(self.paths)
         self._lock = threading.Lock()
@@ -291,7 +306,7 @@ class _Batch:
             return _Path(index, {}, shown, early=outcome(shown, FAILED, f"bad path item: {item!r:.200}"))
         p = _Path(index, item, raw)
         try:
-            sp = self.fs.resolve(raw)
+            sp = p.sp = self.fs.resolve(raw, parents=self._parents)
         except PathRefused as exc:
             p.early = outcome(raw, FAILED, f"refused: {exc}")
             return p
@@ -339,21 +354,26 @@ class _Batch:
                     future.result()
         return self._results(started)
 
-    def run_staged(self, operation: Operation, stage: Stage, store: ObjectStore) -> Outcomes:
+    def run_staged(self, operation: Operation, stage: Stage, store: ObjectStore,
+                   lane: Callable[[str], LaneSettings] | None = None) -> Outcomes:
         """``run`` for migrate, with durability shared per group of small files: each group's
         files are staged (hashed, uploaded, kept locked) in the pool, then ``store.flush()``
         makes the group's objects durable at once, then each is committed (verified, checked,
         recorded) in the pool; once every path is done, one ``sync_roots`` makes the records
         durable before any outcome is returned. Large files and paths sharing an inode run as in
-        ``run`` (each durable on its own)."""
+        ``run`` (each durable on its own). With ``lane`` (the settings for a space root), the
+        small files go through the small-file lane first (``agent.lane``); what it hands back
+        goes the way just described."""
         started = time.monotonic()
         units = self._units()
         staged_units = [u for u in units if len(u) == 1 and u[0].early is None and self._is_small(u, 0)]
         chosen = {id(u) for u in staged_units}
         others = [u for u in units if id(u) not in chosen]
-        workers = max(1, min(self.ctx.concurrency, len(staged_units)))
         committed: builtins.list[_Path] = []
         try:
+            if lane is not None and self.ctx.lane_pool is not None:
+                staged_units = self._run_lane(staged_units, lane, self.ctx.lane_pool, committed)
+            workers = max(1, min(self.ctx.concurrency, len(staged_units)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"agent-{self.name}") as executor:
                 each = executor.map
                 for unit in others:  # before the groups: a unit of hard links is not staged
@@ -384,6 +404,45 @@ class _Batch:
                             self.outcomes[p.index] = outcome(p.path, FAILED, f"recorded, but the filesystem "
                                                              f"could not be synced: {exc.strerror or exc}")
         return self._results(started)
+
+    def _run_lane(self, units: Sequence[builtins.list[_Path]], settings_for: Callable[[str], LaneSettings],
+                  pool: LanePool, committed: builtins.list[_Path]) -> builtins.list[builtins.list[_Path]]:
+        """Regular files known small go through the lane in groups of ``STAGE_GROUP`` per space
+        root; returns the units still to do: the rest, and what the lane handed back."""
+        chosen: builtins.list[_Path] = []
+        rest: builtins.list[builtins.list[_Path]] = []
+        for unit in units:
+            p = unit[0]
+            if (p.sp is not None and p.sp.rel and p.st is not None and stat_mod.S_ISREG(p.st.st_mode)
+                    and p.st.st_size <= self.ctx.chunk_size):
+                chosen.append(p)
+            else:
+                rest.append(unit)
+        by_root: dict[str, builtins.list[_Path]] = {}
+        for p in chosen:
+            by_root.setdefault(cast(SpacePath, p.sp).root, []).append(p)
+        members: dict[int, builtins.list[_Path]] = {}
+        groups: builtins.list[LaneGroup] = []
+        for root, paths in by_root.items():
+            settings = settings_for(root)
+            for start in range(0, len(paths), STAGE_GROUP):
+                part = paths[start:start + STAGE_GROUP]
+                group = LaneGroup(settings, tuple(cast(SpacePath, p.sp).rel for p in part))
+                members[id(group)] = part
+                groups.append(group)
+        answered: set[int] = set()
+        for group, results in pool.run(groups, stop=self._stopped):
+            for p, result in zip(members[id(group)], results, strict=True):
+                answered.add(p.index)
+                if result is None:
+                    rest.append([p])  # the general path decides (a record, a symlink, a taken key...)
+                    continue
+                status, message, key = result
+                self._finish(p, outcome(p.path, cast(PathStatus, status), message, key=key, size=p.size))
+                if status == PROCESSED:
+                    committed.append(p)
+        rest.extend([p] for p in chosen if p.index not in answered)  # stopped: reported "not attempted"
+        return rest
 
     def _results(self, started: float) -> Outcomes:
         """Every path's outcome, in input order, after the last progress report and a log line."""
@@ -554,7 +613,25 @@ def migrate(ctx: ActionContext, paths: Sequence[PathItem], *, target: str, premi
         def stage(p: _Path, progress: ProgressFn) -> StagedMigrate:
             return batch.fs.stage_migrate(p.path, store, progress=progress, **options)
 
-        return batch.run_staged(one, stage, store)
+        lane = _lane_settings(ctx, store, target, premigrate=premigrate, overwrite=overwrite,
+                              verify_content=verify_content, skip_modified=skip_modified, stub_size=stub)
+        return batch.run_staged(one, stage, store, lane)
+
+
+def _lane_settings(ctx: ActionContext, store: ObjectStore, target: str, *, premigrate: bool, overwrite: bool,
+                   verify_content: bool, skip_modified: bool,
+                   stub_size: int) -> Callable[[str], LaneSettings] | None:
+    """How the small-file lane would run for a space root, or None where it does not apply:
+    it writes only what a folder target with xattr metadata keeps, never replaces an object
+    (``overwrite``) nor re-reads one (``verify_content``), and knows only the POSIX driver's
+    behaviour (a subclass such as GPFS may change it)."""
+    if (ctx.lane_workers is None or overwrite or verify_content or type(ctx.fs) is not PosixFilesystem
+            or not isinstance(store, FolderStore) or store.metadata_mode() != "xattr"):
+        return None
+    fs = ctx.fs
+    return lambda root: LaneSettings(space_root=root, target_root=store.root, target_name=target,
+                                     key_prefix=fs.key_prefix, premigrate=premigrate, skip_modified=skip_modified,
+                                     stub_size=stub_size, chunk_size=fs.chunk_size, durable=store.fsync)
 
 
 # --- recall ----------------------------------------------------------------------------------------

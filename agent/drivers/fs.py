@@ -220,6 +220,10 @@ class FolderStore(ObjectStore):
 
     # --- metadata -------------------------------------------------------------------------------
 
+    def metadata_mode(self) -> str:
+        """``xattr`` or ``sidecar``: where this folder keeps objects' metadata (probed once)."""
+        return self._mode()
+
     def _mode(self) -> str:
         with self._lock:
             if self._metadata_mode == "auto":

@@ -237,8 +237,13 @@ class PosixFilesystem:
         self.retry = retry if retry is not None else RetryPolicy()
 
     # --- path safety -----------------------------------------------------------------------------
-    def resolve(self, path: str | os.PathLike[str]) -> SpacePath:
-        """Map ``path`` to its space, refusing anything that is or leads outside one."""
+    def resolve(self, path: str | os.PathLike[str], *, parents: dict[str, str] | None = None) -> SpacePath:
+        """Map ``path`` to its space, refusing anything that is or leads outside one.
+
+        ``parents`` caches each parent directory's real path for one batch (a batch lists
+        hundreds of files per directory, and ``realpath`` costs a ``lstat`` per component); the
+        operations themselves open directories without following links, so a symlink swapped in
+        after the lookup is still refused there."""
         raw = os.fsdecode(os.fspath(path))
         if "\0" in raw:
             raise PathRefused("NUL in path")
@@ -255,7 +260,14 @@ class PosixFilesystem:
         if not rel:
             return SpacePath(real, "")
         parent, _, name = rel.rpartition("/")
-        parent_real = os.path.realpath(os.path.join(real, parent)) if parent else real
+        if not parent:
+            parent_real = real
+        elif parents is not None and (cached := parents.get(os.path.join(real, parent))) is not None:
+            parent_real = cached
+        else:
+            parent_real = os.path.realpath(os.path.join(real, parent))
+            if parents is not None:
+                parents[os.path.join(real, parent)] = parent_real
         if not _within(parent_real, real):
             raise PathRefused("a symlink in the path leads outside the space")
         parent_rel = os.path.relpath(parent_real, real)
@@ -564,7 +576,7 @@ class PosixFilesystem:
         part_size: int | None = None
         parts: tuple[bytes, ...] = ()
         if st0.st_size <= self.chunk_size:  # small: one local read, uploaded from memory
-            data = transfer.read_all(fd, limit=self.chunk_size)
+            data = transfer.read_all(fd, limit=st0.st_size)  # not chunk_size: no 8 MiB buffer a file
             sha, size = hashlib.sha256(data).hexdigest(), len(data)
         else:
             # Sent in several parts, the file gets a composite checksum, its parts hashed on every

@@ -68,6 +68,9 @@ def _name(field: str) -> str:
     return PREFIX + field.replace("_", "")
 
 
+_N = {field: _name(field) for field in ("meta",) + _REQUIRED + _OPTIONAL}  # looked up per file
+
+
 def encode_path(path: str) -> str:
     """Percent-encode a relative path's bytes into the ASCII subset every store accepts."""
     return quote(os.fsencode(path), safe=_PATH_SAFE)
@@ -88,27 +91,27 @@ def to_metadata(meta: ObjectMetadata) -> dict[str, str]:
     if not _SHA256.match(meta.sha256):
         raise MetadataError("sha256 must be 64 lower-case hex digits")
     out = {
-        _name("meta"): SCHEMA_VERSION,
-        _name("sha256"): meta.sha256,
-        _name("size"): str(meta.size),
-        _name("mode"): format(meta.mode & 0o7777, "04o"),
-        _name("uid"): str(meta.uid),
-        _name("gid"): str(meta.gid),
-        _name("mtime_ns"): str(meta.mtime_ns),
-        _name("atime_ns"): str(meta.atime_ns),
+        _N["meta"]: SCHEMA_VERSION,
+        _N["sha256"]: meta.sha256,
+        _N["size"]: str(meta.size),
+        _N["mode"]: format(meta.mode & 0o7777, "04o"),
+        _N["uid"]: str(meta.uid),
+        _N["gid"]: str(meta.gid),
+        _N["mtime_ns"]: str(meta.mtime_ns),
+        _N["atime_ns"]: str(meta.atime_ns),
     }
     if meta.path is not None:
         encoded = encode_path(meta.path)
         if len(encoded) <= MAX_PATH_CHARS:
-            out[_name("path")] = encoded
+            out[_N["path"]] = encoded
     if meta.inode is not None:
-        out[_name("inode")] = str(meta.inode)
+        out[_N["inode"]] = str(meta.inode)
     if meta.ctime_ns is not None:
-        out[_name("ctime_ns")] = str(meta.ctime_ns)
+        out[_N["ctime_ns"]] = str(meta.ctime_ns)
     if meta.part_size is not None:
         if meta.part_size < 1:
             raise MetadataError("part_size must be positive")
-        out[_name("part_size")] = str(meta.part_size)
+        out[_N["part_size"]] = str(meta.part_size)
     return out
 
 

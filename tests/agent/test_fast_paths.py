@@ -156,6 +156,8 @@ def folder_ctx(space: Path, target: Path, **kwargs) -> actions.ActionContext:
 
 
 def test_a_folder_batch_flushes_the_target_before_recording_and_syncs_the_source(space, tmp_path, monkeypatch):
+    """The general path's staged groups (the small-file lane, on by default, has its own test in
+    ``test_small_file_lane.py``)."""
     target = tmp_path / "target"
     target.mkdir()
     files = [write_random(space / f"d/{i}.bin", 100 * i + 1, seed=i) for i in range(20)]
@@ -177,8 +179,8 @@ def test_a_folder_batch_flushes_the_target_before_recording_and_syncs_the_source
     fsyncs: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
-    out = actions.migrate(folder_ctx(space, target), [{"path": str(f)} for f in files], target="t",
-                          premigrate=True)
+    out = actions.migrate(folder_ctx(space, target, lane_workers=None), [{"path": str(f)} for f in files],
+                          target="t", premigrate=True)
     assert [o["status"] for o in out] == ["processed"] * 20
     assert events == ["flush", "sync"] and fsyncs == []  # no per-file fsync at all
     for f in files:

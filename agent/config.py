@@ -113,6 +113,7 @@ class AgentConfig:
     visibility_timeout: int = 12 * 3600
     pool: str = "prefork"
     inventory_budget: float = 5.0
+    small_file_workers: int = 0  # processes of the small-file lane (agent.lane); 0: the task's own thread
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -295,6 +296,7 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "visibility_timeout": (_number(60, 7 * 24 * 3600, int), "AGENT_VISIBILITY_TIMEOUT"),
     "pool": (_choice(POOLS), "AGENT_POOL"),
     "inventory_budget": (_number(0, 3600), "AGENT_INVENTORY_BUDGET"),
+    "small_file_workers": (_number(0, 256, int), "AGENT_SMALL_FILE_WORKERS"),
 }
 ENV_KEYS = {env: key for key, (_, env) in KEYS.items()}
 
@@ -320,6 +322,7 @@ def _defaults(environ: Mapping[str, str]) -> dict[str, Any]:
         "visibility_timeout": 12 * 3600,
         "pool": "prefork",
         "inventory_budget": 5,
+        "small_file_workers": os.cpu_count() or 1,
     }
 
 
@@ -431,6 +434,7 @@ def load_config(
         visibility_timeout=values["visibility_timeout"],
         pool=values["pool"],
         inventory_budget=values["inventory_budget"],
+        small_file_workers=values["small_file_workers"],
         sources=sources,
     )
 
@@ -472,6 +476,7 @@ def describe(config: AgentConfig) -> dict[str, Any]:
         "visibility_timeout": config.visibility_timeout,
         "pool": config.pool,
         "inventory_budget": config.inventory_budget,
+        "small_file_workers": config.small_file_workers,
     }
     sources.setdefault("control_queue", "site and node")
     return {key: {"value": value, "from": sources.get(key, "default")} for key, value in values.items()}

@@ -37,10 +37,8 @@ whose pending stub a re-run finishes.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -56,7 +54,7 @@ from dataclasses import dataclass
 from agent.drivers import posix
 from agent.drivers.base import DriverError
 from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
-from agent.drivers.fs import FolderStore
+from agent.drivers.fs import FolderStore, encode_metadata
 from agent.drivers.posix import PathRefused, PosixFilesystem, ResultStatus, SpacePath, release_blocks, syncfs
 from agent.hsm.metadata import ObjectMetadata, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
@@ -191,11 +189,10 @@ class _GroupRun:
                 return
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                os.getxattr(fd, RECORD_XATTR)
-                return  # managed already: the general path decides (skip, release, re-upload)
-            except OSError as exc:
-                if exc.errno != errno.ENODATA:
-                    return
+                if RECORD_XATTR in os.listxattr(fd):  # (no exception raised for the usual answer)
+                    return  # managed already: the general path decides (skip, release, re-upload)
+            except OSError:
+                return  # busy, or no xattrs here: the general path says which
             data = read_all(fd, limit=st.st_size)  # one more byte shows growth
             if len(data) != st.st_size:
                 self.results[index] = _modified(s, ["size"])
@@ -209,7 +206,7 @@ class _GroupRun:
             segments = self.store._segments(key)
             obj_dir = self.obj_dirs.get(segments[:-1])
             obj_name = segments[-1]
-            obj_ino = self._write_object(obj_dir, obj_name, data, json.dumps(meta, sort_keys=True).encode())
+            obj_ino = self._write_object(obj_dir, obj_name, data, encode_metadata(meta))
             if obj_ino is None:
                 return  # the key is taken: the general path picks a key (reuse, sibling)
             posix._failpoint("lane:uploaded")
@@ -226,9 +223,11 @@ class _GroupRun:
         tmp, ofd = self.store._create_temp(obj_dir)
         try:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(ofd, view):]
+                written = os.write(ofd, data)
+                if written < len(data):  # rare for a regular file: finish it
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(ofd, view):]
                 os.setxattr(ofd, OBJECT_XATTR, metadata)
                 ino = os.fstat(ofd).st_ino
             finally:
@@ -367,7 +366,7 @@ def _worker_started() -> None:
 class LanePool:
     """Runs groups in ``workers`` processes (started on first use, from a forkserver: the agent
     process has threads, which ``fork`` does not copy safely), or in the calling thread when
-    ``workers`` is 0. At most two groups a worker are queued, so a cancel between groups stops
+    ``workers`` is 0 or this process may not have children. At most two groups a worker are queued, so a cancel between groups stops
     the batch quickly. A worker that dies takes only its groups' paths back to the general path
     (``None`` results); the pool is started again on the next batch."""
 
@@ -389,7 +388,9 @@ class LanePool:
 
     def run(self, groups: Iterable[LaneGroup], *, stop: Callable[[], bool]) -> Iterator[tuple[LaneGroup, list[LaneResult]]]:
         """Each group with its results, in order; no new group starts once ``stop()`` is true."""
-        if self.workers == 0:
+        if self.workers == 0 or multiprocessing.current_process().daemon:
+            # A daemonic process (a Celery prefork pool's child) may not start processes; there
+            # the pool's own processes are the parallelism: one batch per child.
             for group in groups:
                 if stop():
                     return

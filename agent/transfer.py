@@ -186,11 +186,14 @@ def read_all(fd: int, *, limit: int) -> bytes:
     parts: list[bytes] = []
     offset = 0
     while offset <= limit:
-        chunk = os.pread(fd, limit + 1 - offset, offset)
+        want = limit + 1 - offset
+        chunk = os.pread(fd, want, offset)
         if not chunk:
             break
         parts.append(chunk)
         offset += len(chunk)
+        if len(chunk) < want:  # a regular file reads short only at its end: no second call to see it
+            break
     return b"".join(parts)
 
 

@@ -124,8 +124,9 @@ def timed(run: Callable[[], object]) -> float:
 class Round:
     """One fresh set of targets (moto server, buckets, folder) and the operations timed on it."""
 
-    def __init__(self, server: Any, work: Path, space: Path, *, concurrency: int) -> None:
+    def __init__(self, server: Any, work: Path, space: Path, *, concurrency: int, lane_workers: int | None) -> None:
         self.server, self.work, self.space, self.concurrency = server, work, space, concurrency
+        self.lane_workers = lane_workers
         self.folder = work / "target-folder"
         self.folder.mkdir()
         self.client = baseline_client(server, pool=concurrency)
@@ -142,7 +143,7 @@ class Round:
 
     def context(self) -> actions.ActionContext:
         return actions.ActionContext(roots=[self.space], open_target=self.open_target,
-                                     concurrency=self.concurrency)
+                                     concurrency=self.concurrency, lane_workers=self.lane_workers)
 
     # --- ours ---------------------------------------------------------------------------------------
     def agent_migrate(self, tree: Path, target: str, *, premigrate: bool = True) -> None:
@@ -237,6 +238,7 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
     print(machine())
     print(f"tree: {args.files} files of {human(args.min_size)}-{human(args.max_size)} (seed {args.seed}), "
           f"{FILES_PER_DIR} per directory; concurrency {args.concurrency} (agent's pool and the boto3 pool); "
+          f"small-file lane: {args.lane_workers} worker process(es) (-1: off); "
           f"{args.rounds} round(s), median reported; warm-up excluded")
     space = workdir / "space"
     (space / "src").parent.mkdir()
@@ -251,7 +253,8 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
         round_dir = workdir / f"round-{round_no}"
         round_dir.mkdir()
         with moto_server(round_dir) as server:
-            rnd = Round(server, round_dir, space, concurrency=args.concurrency)
+            rnd = Round(server, round_dir, space, concurrency=args.concurrency,
+                        lane_workers=None if args.lane_workers < 0 else args.lane_workers)
             try:
                 if round_no == 0:
                     measure_round(rnd, space / "warm", "warm", agent_first=True)
@@ -297,6 +300,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4, help="seed of the sizes and bytes (default 4)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="agent batch threads and baseline pool threads (default 8, the agent's default)")
+    parser.add_argument("--lane-workers", type=int, default=os.cpu_count() or 1,
+                        help="processes of the small-file lane, as the agent's small_file_workers (default: the "
+                             "CPU count; 0: on the calling thread; -1: no lane, the general path)")
     parser.add_argument("--rounds", type=int, default=1, help="measured rounds (default 1)")
     parser.add_argument("--quick", action="store_true", help="a fast sanity run: 100 files, one round")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the data (default: a temp dir)")

@@ -87,6 +87,15 @@ _TRANSIENT_ERRNOS = {errno.EIO, errno.ETIMEDOUT, errno.ESTALE, errno.EAGAIN, err
                      errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNRESET}
 
 
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def encode_metadata(metadata: Mapping[str, str]) -> bytes:
+    """The metadata xattr's value: what ``json.dumps(metadata, sort_keys=True)`` gives, built
+    without setting up an encoder per object (measurable for thousands of small objects)."""
+    return ("{" + ", ".join(f"{_escape(k)}: {_escape(v)}" for k, v in sorted(metadata.items())) + "}").encode()
+
+
 def _map_os_error(error: OSError, what: str, key: str | None) -> DriverError:
     """The driver error for an ``OSError`` (the path stays out of the message: the key says it)."""
     reason = f"{what}: {error.strerror or error}"
@@ -311,7 +320,7 @@ class FolderStore(ObjectStore):
                         view = view[os.write(fd, view):]
                 if metadata and self._mode() == "xattr":
                     try:
-                        os.setxattr(fd, XATTR_NAME, json.dumps(metadata, sort_keys=True).encode())
+                        os.setxattr(fd, XATTR_NAME, encode_metadata(metadata))
                     except OSError as error:
                         if error.errno in (errno.E2BIG, errno.ERANGE, errno.ENOSPC):
                             raise PermanentError("the metadata is too large for an extended attribute",

@@ -43,6 +43,7 @@ import grp
 import hashlib
 import os
 import pwd
+import re
 import stat as stat_mod
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -201,6 +202,9 @@ class SpacePath:
         return self.rel.split("/") if self.rel else []
 
 
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f]")
+
+
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
@@ -240,7 +244,7 @@ class PosixFilesystem:
     def resolve(self, path: str | os.PathLike[str], *, parents: dict[str, str] | None = None) -> SpacePath:
         """Map ``path`` to its space, refusing anything that is or leads outside one.
 
-        ``parents`` caches each parent directory's real path for one batch (a batch lists
+        ``parents`` caches each parent directory's place in its space for one batch (a batch lists
         hundreds of files per directory, and ``realpath`` costs a ``lstat`` per component); the
         operations themselves open directories without following links, so a symlink swapped in
         after the lookup is still refused there."""
@@ -261,16 +265,16 @@ class PosixFilesystem:
             return SpacePath(real, "")
         parent, _, name = rel.rpartition("/")
         if not parent:
-            parent_real = real
-        elif parents is not None and (cached := parents.get(os.path.join(real, parent))) is not None:
-            parent_real = cached
-        else:
-            parent_real = os.path.realpath(os.path.join(real, parent))
+            return SpacePath(real, name)
+        joined = real + "/" + parent
+        parent_rel = parents.get(joined) if parents is not None else None
+        if parent_rel is None:
+            parent_real = os.path.realpath(joined)
+            if not _within(parent_real, real):
+                raise PathRefused("a symlink in the path leads outside the space")
+            parent_rel = os.path.relpath(parent_real, real)
             if parents is not None:
-                parents[os.path.join(real, parent)] = parent_real
-        if not _within(parent_real, real):
-            raise PathRefused("a symlink in the path leads outside the space")
-        parent_rel = os.path.relpath(parent_real, real)
+                parents[joined] = parent_rel
         return SpacePath(real, name if parent_rel == "." else f"{parent_rel}/{name}")
 
     def _open_dir(self, root: str, parts: Sequence[str], *, create: bool = False) -> int:
@@ -472,7 +476,7 @@ class PosixFilesystem:
         rel = sp.rel
         try:
             rel.encode("utf-8")
-            printable = all(ch >= " " and ch != "\x7f" for ch in rel)
+            printable = _CONTROL_CHARS.search(rel) is None
         except UnicodeEncodeError:
             printable = False
         if not printable:

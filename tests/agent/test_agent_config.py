@@ -92,6 +92,11 @@ def test_the_config_file_can_come_from_agent_config(tmp_path: Path):
     assert load_config(environ={"AGENT_CONFIG": str(config_file)}).hub_queue == "hub2"
 
 
+def test_small_file_workers_default_to_the_cpu_count_and_zero_is_allowed():
+    assert load_config(environ={"AGENT_SITE": "lab"}).small_file_workers == (os.cpu_count() or 1)
+    assert load_config(environ={"AGENT_SITE": "lab", "AGENT_SMALL_FILE_WORKERS": "0"}).small_file_workers == 0
+
+
 def test_queues_from_the_environment_always_include_the_default_queue():
     config = load_config(environ={"AGENT_SITE": "lab", "AGENT_QUEUES": "transfer=4, discovery"})
     assert config.queues == (QueueSpec("default", 2), QueueSpec("discovery", 2), QueueSpec("transfer", 4))
@@ -109,6 +114,8 @@ def test_queues_from_the_environment_always_include_the_default_queue():
     ({"AGENT_ROOTS": "/no/such/hub/root"}, "not an existing directory"),
     ({"AGENT_STAET_DIR": "/tmp"}, "unknown environment variable AGENT_STAET_DIR"),
     ({"AGENT_POOL": "gevent"}, "not one of prefork, threads, solo"),
+    ({"AGENT_SMALL_FILE_WORKERS": "-1"}, "small_file_workers"),
+    ({"AGENT_SMALL_FILE_WORKERS": "two"}, "small_file_workers"),
 ])
 def test_bad_values_are_errors_naming_the_key_and_source(environ: dict[str, str], message: str):
     with pytest.raises(ConfigError) as error:

@@ -247,6 +247,25 @@ def test_a_dead_worker_hands_its_group_back_to_the_general_path(space, target, m
         assert (target / read_record(f).key).read_bytes() == f.read_bytes()
 
 
+def test_in_a_daemonic_process_the_lane_runs_on_the_calling_thread(space, target):
+    """A Celery prefork child is daemonic and may not start processes: the lane must not try."""
+    import multiprocessing
+
+    files = small_tree(space, 6)
+    context = multiprocessing.get_context("fork")
+    answers = context.Queue()
+    child = context.Process(target=_migrate_into, args=(space, target, files, answers), daemon=True)
+    child.start()
+    out = answers.get(timeout=60)
+    child.join(timeout=60)
+    assert statuses(out) == {"processed": 6}, out
+    assert all(read_record(f).state == HsmState.PREMIGRATED for f in files)
+
+
+def _migrate_into(space: Path, target: Path, files: list[Path], answers) -> None:
+    answers.put(actions.migrate(ctx(space, target, lane_workers=2), items(files), target="t", premigrate=True))
+
+
 def _die(group: lane.LaneGroup) -> list:
     os.kill(os.getpid(), signal.SIGKILL)
     return []

@@ -322,7 +322,7 @@ def _defaults(environ: Mapping[str, str]) -> dict[str, Any]:
         "visibility_timeout": 12 * 3600,
         "pool": "prefork",
         "inventory_budget": 5,
-        "small_file_workers": os.cpu_count() or 1,
+        "small_file_workers": 2 * (os.cpu_count() or 1),  # a worker waiting on a sync leaves its core to another
     }
 
 

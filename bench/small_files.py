@@ -300,9 +300,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4, help="seed of the sizes and bytes (default 4)")
     parser.add_argument("--concurrency", type=int, default=8,
                         help="agent batch threads and baseline pool threads (default 8, the agent's default)")
-    parser.add_argument("--lane-workers", type=int, default=os.cpu_count() or 1,
-                        help="processes of the small-file lane, as the agent's small_file_workers (default: the "
-                             "CPU count; 0: on the calling thread; -1: no lane, the general path)")
+    parser.add_argument("--lane-workers", type=int, default=2 * (os.cpu_count() or 1),
+                        help="processes of the small-file lane, as the agent's small_file_workers (default: twice "
+                             "the CPU count, its default; 0: on the calling thread; -1: no lane, the general path)")
     parser.add_argument("--rounds", type=int, default=1, help="measured rounds (default 1)")
     parser.add_argument("--quick", action="store_true", help="a fast sanity run: 100 files, one round")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the data (default: a temp dir)")

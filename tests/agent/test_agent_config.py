@@ -92,8 +92,8 @@ def test_the_config_file_can_come_from_agent_config(tmp_path: Path):
     assert load_config(environ={"AGENT_CONFIG": str(config_file)}).hub_queue == "hub2"
 
 
-def test_small_file_workers_default_to_the_cpu_count_and_zero_is_allowed():
-    assert load_config(environ={"AGENT_SITE": "lab"}).small_file_workers == (os.cpu_count() or 1)
+def test_small_file_workers_default_to_twice_the_cpu_count_and_zero_is_allowed():
+    assert load_config(environ={"AGENT_SITE": "lab"}).small_file_workers == 2 * (os.cpu_count() or 1)
     assert load_config(environ={"AGENT_SITE": "lab", "AGENT_SMALL_FILE_WORKERS": "0"}).small_file_workers == 0
 
 

@@ -59,6 +59,7 @@ from typing import Any, Literal, cast
 
 from agent.contract import FileDetails, PathItem, PathOutcome, PathStatus
 from agent.drivers.base import DEFAULT_CHUNK, DriverError, ObjectStore, PermanentError
+from agent.drivers.fs import FolderStore
 from agent.drivers.posix import (
     EntryKind,
     FileEntry,
@@ -69,7 +70,6 @@ from agent.drivers.posix import (
     SpacePath,
     StagedMigrate,
 )
-from agent.drivers.fs import FolderStore
 from agent.hsm.state import HsmRecord, read_record
 from agent.lane import LaneGroup, LanePool, LaneSettings, shared_pool
 from agent.libc import libc_function
@@ -432,15 +432,20 @@ class _Batch:
                 groups.append(group)
         answered: set[int] = set()
         for group, results in pool.run(groups, stop=self._stopped):
+            finished: builtins.list[tuple[_Path, PathOutcome]] = []
             for p, result in zip(members[id(group)], results, strict=True):
                 answered.add(p.index)
                 if result is None:
                     rest.append([p])  # the general path decides (a record, a symlink, a taken key...)
                     continue
                 status, message, key = result
-                self._finish(p, outcome(p.path, cast(PathStatus, status), message, key=key, size=p.size))
+                done = {"path": p.path, "status": status, "message": message, "size": p.size}
+                if key is not None:
+                    done["key"] = key
+                finished.append((p, cast(PathOutcome, done)))
                 if status == PROCESSED:
                     committed.append(p)
+            self._finish_many(finished)
         rest.extend([p] for p in chosen if p.index not in answered)  # stopped: reported "not attempted"
         return rest
 
@@ -521,12 +526,17 @@ class _Batch:
             self._report_locked(force=False)
 
     def _finish(self, p: _Path, result: PathOutcome) -> None:
+        self._finish_many([(p, result)])
+
+    def _finish_many(self, finished: Sequence[tuple[_Path, PathOutcome]]) -> None:
+        """Record outcomes (a lane group's at once: one lock, one progress check)."""
         with self._lock:
-            self.outcomes[p.index] = result
-            self._in_flight.pop(p.index, None)
-            self._paths_done += 1
-            if p.early is None:
-                self._bytes_done += p.size or 0
+            for p, result in finished:
+                self.outcomes[p.index] = result
+                self._in_flight.pop(p.index, None)
+                self._paths_done += 1
+                if p.early is None:
+                    self._bytes_done += p.size or 0
             self._report_locked(force=False)
 
     def _report(self, *, force: bool) -> None:

@@ -55,7 +55,15 @@ from agent.drivers import posix
 from agent.drivers.base import DriverError
 from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
 from agent.drivers.fs import FolderStore, encode_metadata
-from agent.drivers.posix import PathRefused, PosixFilesystem, ResultStatus, SpacePath, release_blocks, syncfs
+from agent.drivers.posix import (
+    PathRefused,
+    PosixFilesystem,
+    ResultStatus,
+    SpacePath,
+    changes_since,
+    release_blocks,
+    syncfs,
+)
 from agent.hsm.metadata import ObjectMetadata, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
 from agent.hsm.state import HsmRecord, HsmState, Pending
@@ -269,7 +277,7 @@ class _GroupRun:
             self.results[item.index] = (str(ResultStatus.FAILED), "verification failed: the object at the key "
                                         "was replaced", item.key)
             return False
-        changes = _changes(item)
+        changes = changes_since(item.st, item.fd, item.src_dir, item.name)
         if changes:
             _discard(item)
             self.results[item.index] = _modified(s, changes)
@@ -326,20 +334,6 @@ class _GroupFailed(Exception):
     """The group's objects could not be made durable: every staged path already has its result."""
 
 
-def _changes(item: _Staged) -> list[str]:
-    before, now = item.st, os.fstat(item.fd)
-    changes = [name for name, a, b in (("size", before.st_size, now.st_size),
-                                       ("mtime", before.st_mtime_ns, now.st_mtime_ns),
-                                       ("ctime", before.st_ctime_ns, now.st_ctime_ns)) if a != b]
-    try:
-        at_path = os.stat(item.name, dir_fd=item.src_dir, follow_symlinks=False).st_ino
-    except FileNotFoundError:
-        at_path = None
-    if at_path != before.st_ino:
-        changes.append("inode")
-    return changes
-
-
 def run_group(group: LaneGroup) -> list[LaneResult]:
     """Migrate one group (see the module docstring); a result per path, ``None`` for the paths
     the general path must take. Runs in a worker process or in the caller's thread."""
@@ -366,9 +360,10 @@ def _worker_started() -> None:
 class LanePool:
     """Runs groups in ``workers`` processes (started on first use, from a forkserver: the agent
     process has threads, which ``fork`` does not copy safely), or in the calling thread when
-    ``workers`` is 0 or this process may not have children. At most two groups a worker are queued, so a cancel between groups stops
-    the batch quickly. A worker that dies takes only its groups' paths back to the general path
-    (``None`` results); the pool is started again on the next batch."""
+    ``workers`` is 0 or this process may not have children. At most two groups a worker are
+    queued, so a cancel between groups stops the batch quickly. A worker that dies takes only its
+    groups' paths back to the general path (``None`` results); the pool is started again on the
+    next batch."""
 
     def __init__(self, workers: int) -> None:
         if workers < 0:
@@ -386,7 +381,8 @@ class LanePool:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_started)
             return self._executor
 
-    def run(self, groups: Iterable[LaneGroup], *, stop: Callable[[], bool]) -> Iterator[tuple[LaneGroup, list[LaneResult]]]:
+    def run(self, groups: Iterable[LaneGroup], *,
+            stop: Callable[[], bool]) -> Iterator[tuple[LaneGroup, list[LaneResult]]]:
         """Each group with its results, in order; no new group starts once ``stop()`` is true."""
         if self.workers == 0 or multiprocessing.current_process().daemon:
             # A daemonic process (a Celery prefork pool's child) may not start processes; there

@@ -3,10 +3,12 @@ back: the agent's batch actions against ``cp -a`` and a plain boto3 thread-pool 
 
 Ours: ``agent.actions.migrate(ctx, paths, target=..., premigrate=True)`` (the tree stays intact
 for the baselines) with an ``ActionContext`` whose ``open_target`` builds the folder (``fs``) or
-S3 driver through ``registry.open_store``; per file it reads and hashes, picks a free key (HEAD),
-uploads (``if_absent``: atomic link on the folder, HEAD + ``If-None-Match`` on S3), verifies the
-remote size and recorded SHA-256 (HEAD), checks the file did not change, and records the state
-in an xattr (fsynced). The folder target also fsyncs each object and its directory.
+S3 driver through ``registry.open_store``. To the folder target the files go through the
+small-file lane (``agent.lane``, ``--lane-workers`` processes, the agent's default): per file
+read, hash, write the object (temporary file, metadata xattr, ``link``), then per group of 256
+one ``syncfs`` of the target, a check of each object and of the file, and the record; one
+``syncfs`` of the space before the batch reports. To S3 (the general path) each file is one
+``PutObject`` with ``If-None-Match``, verified by its MD5 ETag, then recorded.
 Recall: a copy of the tree is migrated to stubs (``premigrate=False``, untimed), then timed:
 ``agent.actions.recall(ctx, paths)`` (download in place, hash, compare, fsync, flip the state).
 
@@ -22,6 +24,7 @@ uncounted; dirty pages are flushed (``sync``) before each timed step so one side
 not land on the other.
 
     .venv/bin/python bench/small_files.py --files 10000
+    .venv/bin/python bench/small_files.py --files 10000 --folder-only --workdir /dev/shm   # no disk
     .venv/bin/python bench/small_files.py --quick
 """
 
@@ -194,8 +197,9 @@ class Round:
         self.client.close()
 
 
-def measure_round(rnd: Round, src: Path, tag: str, *, agent_first: bool) -> dict[str, float]:
-    """Every timed step once on ``src`` (a tree under the space); returns seconds per step."""
+def measure_round(rnd: Round, src: Path, tag: str, *, agent_first: bool, s3: bool = True) -> dict[str, float]:
+    """Every timed step once on ``src`` (a tree under the space); returns seconds per step.
+    ``s3`` false: the folder steps only."""
     space, work = rnd.space, rnd.work
     out: dict[str, float] = {}
 
@@ -209,28 +213,31 @@ def measure_round(rnd: Round, src: Path, tag: str, *, agent_first: bool) -> dict
     out["folder cp sync"] = timed(lambda: rnd.cp_a_sync(src, work / f"cp-sync-{tag}"))
     shutil.rmtree(work / f"cp-sync-{tag}")
     unmanage_tree(src)
-    pair(("s3 agent", lambda: rnd.agent_migrate(src, "s3")),
-         ("s3 boto3", lambda: rnd.boto3_put(src, tag)))
-    unmanage_tree(src)
+    if s3:
+        pair(("s3 agent", lambda: rnd.agent_migrate(src, "s3")),
+             ("s3 boto3", lambda: rnd.boto3_put(src, tag)))
+        unmanage_tree(src)
     # recall: stubs of copies of the tree (made untimed), against copying the data back
     stubs_fs, stubs_s3 = space / f"stubs-fs-{tag}", space / f"stubs-s3-{tag}"
     rnd.cp_a(src, stubs_fs)
-    rnd.cp_a(src, stubs_s3)
     rnd.agent_migrate(stubs_fs, "folder", premigrate=False)
-    rnd.agent_migrate(stubs_s3, "s3", premigrate=False)
+    if s3:
+        rnd.cp_a(src, stubs_s3)
+        rnd.agent_migrate(stubs_s3, "s3", premigrate=False)
     pair(("folder recall agent", lambda: rnd.agent_recall(stubs_fs)),
          ("folder recall cp", lambda: rnd.cp_a(rnd.folder / stubs_fs.name, work / f"cp-back-{tag}")))
-    pair(("s3 recall agent", lambda: rnd.agent_recall(stubs_s3)),
-         ("s3 recall boto3", lambda: rnd.boto3_get(src, tag, work / f"get-back-{tag}")))
+    if s3:
+        pair(("s3 recall agent", lambda: rnd.agent_recall(stubs_s3)),
+             ("s3 recall boto3", lambda: rnd.boto3_get(src, tag, work / f"get-back-{tag}")))
     # every copy holds the source's bytes
     want = manifest(src)
-    for copy in (work / f"cp-{tag}", stubs_fs, stubs_s3, work / f"cp-back-{tag}", work / f"get-back-{tag}"):
+    copies = [work / f"cp-{tag}", stubs_fs, work / f"cp-back-{tag}"]
+    if s3:
+        copies += [stubs_s3, work / f"get-back-{tag}"]
+    for copy in copies:
         if manifest(copy) != want:
             raise RuntimeError(f"{copy} differs from the source tree")
-    for tree in (stubs_fs, stubs_s3):
-        shutil.rmtree(tree)
-    for name in (f"cp-{tag}", f"cp-back-{tag}", f"get-back-{tag}"):
-        shutil.rmtree(work / name)
+        shutil.rmtree(copy)
     return out
 
 
@@ -257,8 +264,9 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
                         lane_workers=None if args.lane_workers < 0 else args.lane_workers)
             try:
                 if round_no == 0:
-                    measure_round(rnd, space / "warm", "warm", agent_first=True)
-                result = measure_round(rnd, space / "src", f"r{round_no}", agent_first=round_no % 2 == 1)
+                    measure_round(rnd, space / "warm", "warm", agent_first=True, s3=not args.folder_only)
+                result = measure_round(rnd, space / "src", f"r{round_no}", agent_first=round_no % 2 == 1,
+                                       s3=not args.folder_only)
             finally:
                 rnd.close()
         shutil.rmtree(round_dir)
@@ -269,26 +277,31 @@ def run(args: argparse.Namespace, workdir: Path) -> bool:
     def m(name: str, label: str) -> Measure:
         return Measure(label, times[name], size=total, files=args.files)
 
-    rows = {
-        "folder agent": m("folder agent", "agent migrate -> folder (premigrate)"),
-        "folder cp": m("folder cp", "cp -a (baseline)"),
-        "folder cp sync": m("folder cp sync", "cp -a + sync (durable baseline)"),
-        "s3 agent": m("s3 agent", "agent migrate -> S3 (premigrate)"),
-        "s3 boto3": m("s3 boto3", "boto3 thread-pool put_object (baseline)"),
-        "folder recall agent": m("folder recall agent", "agent recall <- folder"),
-        "folder recall cp": m("folder recall cp", "cp -a back (baseline)"),
-        "s3 recall agent": m("s3 recall agent", "agent recall <- S3"),
-        "s3 recall boto3": m("s3 recall boto3", "boto3 thread-pool get_object (baseline)"),
+    labels = {
+        "folder agent": "agent migrate -> folder (premigrate)",
+        "folder cp": "cp -a (baseline)",
+        "folder cp sync": "cp -a + sync (durable baseline)",
+        "s3 agent": "agent migrate -> S3 (premigrate)",
+        "s3 boto3": "boto3 thread-pool put_object (baseline)",
+        "folder recall agent": "agent recall <- folder",
+        "folder recall cp": "cp -a back (baseline)",
+        "s3 recall agent": "agent recall <- S3",
+        "s3 recall boto3": "boto3 thread-pool get_object (baseline)",
     }
+    rows = {name: m(name, label) for name, label in labels.items() if name in times}
     print()
     print_table(list(rows.values()))
     print()
     met = ratio_line("migrate to folder vs cp -a", rows["folder agent"], rows["folder cp"], FOLDER_GOAL)
     ratio_line("migrate to folder vs cp -a + sync (durable, like for like)", rows["folder agent"],
                rows["folder cp sync"], FOLDER_GOAL)
-    met = ratio_line("migrate to S3 vs boto3 put_object pool", rows["s3 agent"], rows["s3 boto3"], S3_GOAL) and met
+    if "s3 agent" in rows:
+        met = ratio_line("migrate to S3 vs boto3 put_object pool", rows["s3 agent"], rows["s3 boto3"],
+                         S3_GOAL) and met
     ratio_line("recall from folder vs cp -a back", rows["folder recall agent"], rows["folder recall cp"], None)
-    ratio_line("recall from S3 vs boto3 get_object pool", rows["s3 recall agent"], rows["s3 recall boto3"], None)
+    if "s3 agent" in rows:
+        ratio_line("recall from S3 vs boto3 get_object pool", rows["s3 recall agent"], rows["s3 recall boto3"],
+                   None)
     return met
 
 
@@ -305,6 +318,7 @@ def main() -> int:
                              "the CPU count, its default; 0: on the calling thread; -1: no lane, the general path)")
     parser.add_argument("--rounds", type=int, default=1, help="measured rounds (default 1)")
     parser.add_argument("--quick", action="store_true", help="a fast sanity run: 100 files, one round")
+    parser.add_argument("--folder-only", action="store_true", help="the folder target and cp -a only (no S3)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the data (default: a temp dir)")
     args = parser.parse_args()
     if args.quick:

@@ -750,19 +750,7 @@ class PosixFilesystem:
         return _Outcome(ResultStatus.PROCESSED, "released (remote copy verified)", record.key)
 
     def _changes(self, f: _Open, before: os.stat_result) -> list[str]:
-        """What changed since ``before``: through our descriptor (size, mtime, ctime) and at the
-        path (inode: the file was replaced, e.g. by an editor's rename)."""
-        now = os.fstat(f.fd)
-        changes = [name for name, a, b in (("size", before.st_size, now.st_size),
-                                           ("mtime", before.st_mtime_ns, now.st_mtime_ns),
-                                           ("ctime", before.st_ctime_ns, now.st_ctime_ns)) if a != b]
-        try:
-            at_path = os.stat(f.name, dir_fd=f.dir_fd, follow_symlinks=False).st_ino
-        except FileNotFoundError:
-            at_path = None
-        if at_path != before.st_ino:
-            changes.append("inode")
-        return changes
+        return changes_since(before, f.fd, f.dir_fd, f.name)
 
     def _modified(self, opts: _MigrateOptions, changes: list[str], key: str | None) -> _Outcome:
         status = ResultStatus.SKIPPED if opts.skip_modified_during_migrate else ResultStatus.FAILED
@@ -1081,6 +1069,23 @@ class StagedMigrate:
         The uploaded object is left in place, unreferenced; a re-run reuses it once read back whole."""
         self._commit = None
         self._stack.close()
+
+
+def changes_since(before: os.stat_result, fd: int, dir_fd: int, name: str) -> list[str]:
+    """What changed in the open file ``fd`` since ``before``: through the descriptor (size, mtime,
+    ctime) and at its name in ``dir_fd`` (inode: the file was replaced, e.g. by an editor's
+    rename). Empty: unchanged."""
+    now = os.fstat(fd)
+    changes = [what for what, a, b in (("size", before.st_size, now.st_size),
+                                       ("mtime", before.st_mtime_ns, now.st_mtime_ns),
+                                       ("ctime", before.st_ctime_ns, now.st_ctime_ns)) if a != b]
+    try:
+        at_path = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino
+    except FileNotFoundError:
+        at_path = None
+    if at_path != before.st_ino:
+        changes.append("inode")
+    return changes
 
 
 def syncfs(fd: int) -> None:

@@ -16,6 +16,14 @@ import pytest
 from tests.agent import servers
 
 
+@pytest.fixture
+def space(tmp_path: Path) -> Path:
+    """An empty space root (a folder the agent's filesystem driver may touch)."""
+    root = tmp_path / "space"
+    root.mkdir()
+    return root
+
+
 def unique_name(prefix: str = "hub") -> str:
     """A bucket/container name valid on S3, Azure and GCS (lower-case letters, digits, dashes)."""
     return f"{prefix}-{uuid.uuid4().hex[:20]}"

@@ -44,13 +44,6 @@ def items(*paths):
 
 
 @pytest.fixture
-def space(tmp_path):
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def store():
     return MemoryStore("t")
 

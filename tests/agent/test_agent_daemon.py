@@ -33,6 +33,7 @@ from celery import Celery
 from cryptography.fernet import Fernet
 
 from agent import app as agent_app
+from agent.actions import STAGE_GROUP
 from agent.app import Runtime
 from agent.config import load_config
 from agent.contract import AgentTask, HsmTask, HubTask, control_queue
@@ -478,7 +479,8 @@ def test_long_batches_report_progress(runtime, monkeypatch):
     rt, reports, data, _ = runtime
     monkeypatch.setattr(agent_app, "PROGRESS_INTERVAL", 0.0)
     paths = []
-    for i in range(5):
+    count = 2 * STAGE_GROUP + 5  # small files report per group of the small-file lane: three groups
+    for i in range(count):
         (data / f"p{i}").write_bytes(b"p" * 10)
         paths.append({"path": str(data / f"p{i}")})
 
@@ -489,7 +491,7 @@ def test_long_batches_report_progress(runtime, monkeypatch):
     progress = [r for r in reports.of("t-7") if r["state"] == "PROGRESS"]
     assert all(r["node"] == "nsd1" and set(r["results"]) == {"paths_done", "paths_total", "bytes_done",
                                                              "bytes_total"} for r in progress)
-    assert all(r["results"]["paths_total"] == 5 and r["results"]["paths_done"] < 5 for r in progress)
+    assert all(r["results"]["paths_total"] == count and r["results"]["paths_done"] < count for r in progress)
 
 
 def test_progress_waits_for_the_interval(runtime):

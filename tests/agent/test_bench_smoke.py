@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.smoke, pytest.mark.emulators]
 
 
-def run_bench(script: str, tmp_path: Path) -> str:
+def run_bench(script: str, tmp_path: Path, *extra: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--quick", "--workdir", str(tmp_path)],
+        [sys.executable, str(ROOT / "bench" / script), "--quick", "--workdir", str(tmp_path), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stdout}\n{result.stderr}"
@@ -50,3 +50,10 @@ def test_small_files_quick_run_measures_every_side_and_prints_ratios(tmp_path: P
     assert "ratio migrate to S3 vs boto3 put_object pool: " in out and "(goal <= 1.3x)" in out
     assert "ratio recall from folder vs cp -a back: " in out
     assert "ratio recall from S3 vs boto3 get_object pool: " in out
+
+
+def test_small_files_folder_only_run_leaves_s3_out(tmp_path: Path) -> None:
+    out = run_bench("small_files.py", tmp_path, "--folder-only", "--lane-workers", "2")
+    assert "| agent migrate -> folder (premigrate)" in out and "| cp -a + sync (durable baseline)" in out
+    assert "S3" not in out and "small-file lane: 2 worker process(es)" in out
+    assert "ratio migrate to folder vs cp -a: " in out and "ratio recall from folder vs cp -a back: " in out

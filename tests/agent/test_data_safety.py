@@ -42,13 +42,6 @@ smoke = pytest.mark.smoke
 
 
 @pytest.fixture
-def space(tmp_path):
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def fs(space):
     return PosixFilesystem([space], chunk_size=CHUNK, retry=RetryPolicy(attempts=2, sleep=lambda s: None))
 

@@ -123,13 +123,6 @@ BACKENDS = [
 ]
 
 
-@pytest.fixture
-def space(tmp_path: Path) -> Path:
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
 def context(roots: list[Path], backend: Backend, **options: Any) -> ActionContext:
     options.setdefault("retry", RetryPolicy(attempts=3, initial_delay=0.2))
     return ActionContext([str(r) for r in roots], backend.open_target, concurrency=4, chunk_size=CHUNK, **options)

@@ -22,13 +22,6 @@ pytestmark = pytest.mark.smoke
 
 
 @pytest.fixture
-def space(tmp_path: Path) -> Path:
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def outside(tmp_path: Path) -> Path:
     folder = tmp_path / "outside"
     folder.mkdir()

@@ -41,13 +41,6 @@ def composite(data: bytes, part: int) -> str:
 
 
 @pytest.fixture
-def space(tmp_path: Path) -> Path:
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def fs(space: Path) -> PosixFilesystem:
     return PosixFilesystem([space], chunk_size=CHUNK, retry=RetryPolicy(attempts=2, sleep=lambda s: None))
 

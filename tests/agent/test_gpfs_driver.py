@@ -59,13 +59,6 @@ def fake(tmp_path):
 
 
 @pytest.fixture
-def space(tmp_path):
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def gpfs(fake, space):
     return GpfsFilesystem([space], bin_dir=fake.bin_dir, command_timeout=20, chunk_size=CHUNK,
                           retry=RetryPolicy(attempts=3, sleep=lambda s: None))

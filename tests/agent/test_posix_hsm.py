@@ -36,13 +36,6 @@ class CountingStore(MemoryStore):
 
 
 @pytest.fixture
-def space(tmp_path):
-    root = tmp_path / "space"
-    root.mkdir()
-    return root
-
-
-@pytest.fixture
 def fs(space):
     return PosixFilesystem([space], chunk_size=CHUNK, retry=RetryPolicy(attempts=3, sleep=lambda s: None))
 

@@ -26,7 +26,9 @@ group:
    record the state in the file's xattr: ``premigrated``, or, for a full migration, ``migrated``
    with ``pending=stub``;
 5. full migration only: one ``syncfs`` of the space's filesystem makes those records durable,
-   then each file's blocks are released, its times restored and its record finished.
+   then each file's blocks are released, its times restored and its record finished - unless the
+   file changed after its record was written (size, mtime or ctime), which clears the record
+   and leaves the file resident.
 
 The caller syncs the space's filesystem once more before it reports anything (as for the general
 path's staged groups). A crash at any step leaves what the general path would leave: an unlinked
@@ -66,7 +68,7 @@ from agent.drivers.posix import (
 )
 from agent.hsm.metadata import ObjectMetadata, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
-from agent.hsm.state import HsmRecord, HsmState, Pending
+from agent.hsm.state import HsmRecord, HsmState, Pending, clear_record
 from agent.libc import libc_function
 from agent.transfer import read_all
 
@@ -112,6 +114,7 @@ class _Staged:
     obj_ino: int
     sha256: str
     record: HsmRecord | None = None
+    recorded: os.stat_result | None = None  # the file as it was just after its record was written
 
 
 class _Dirs:
@@ -289,6 +292,7 @@ class _GroupRun:
                                 stub_size=0 if s.premigrate else min(s.stub_size, st.st_size))
         try:
             os.setxattr(item.fd, RECORD_XATTR, item.record.to_bytes())
+            item.recorded = os.fstat(item.fd)
         except OSError as exc:
             self.results[item.index] = (str(ResultStatus.FAILED), exc.strerror or str(exc), item.key)
             return False
@@ -314,9 +318,19 @@ class _GroupRun:
             return
         posix._failpoint("lane:state-synced")
         for item in items:
-            record = item.record
-            assert record is not None
+            record, recorded = item.record, item.recorded
+            assert record is not None and recorded is not None
             try:
+                now = os.fstat(item.fd)
+                if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (
+                        recorded.st_size, recorded.st_mtime_ns, recorded.st_ctime_ns):
+                    # Touched while the group's records were synced: its resident bytes may be newer
+                    # than the remote copy, so it is not released and no longer claims to be migrated.
+                    clear_record(item.fd)
+                    status = ResultStatus.SKIPPED if self.settings.skip_modified else ResultStatus.FAILED
+                    self.results[item.index] = (str(status), "modified during migrate (changed after it was "
+                                                "recorded); not released", item.key)
+                    continue
                 release_blocks(item.fd, record.stub_size, record.size)
                 os.utime(item.fd, ns=(item.st.st_atime_ns, record.mtime_ns))
                 os.setxattr(item.fd, RECORD_XATTR, HsmRecord(

@@ -206,6 +206,28 @@ def test_a_file_changed_after_its_upload_is_not_recorded_and_its_object_is_disca
     assert [by_path[str(f)]["status"] for f in files if f != victim] == ["processed"] * 4
 
 
+def test_a_file_changed_while_the_groups_records_are_synced_is_not_released(space, target, monkeypatch):
+    files = [write_random(space / f"{i}.bin", 20000 + i, seed=i) for i in range(4)]
+    victim = files[1]
+    original = victim.read_bytes()
+
+    def failpoint(step: str) -> None:
+        if step == "lane:state-synced":  # records written and synced, no block released yet
+            with open(victim, "ab") as handle:
+                handle.write(b"late write")
+
+    monkeypatch.setattr("agent.drivers.posix._failpoint", failpoint)
+    out = actions.migrate(ctx(space, target, lane_workers=0), items(files), target="t")
+    by_path = {o["path"]: o for o in out}
+    assert by_path[str(victim)]["status"] == "failed"
+    assert "changed after it was recorded" in by_path[str(victim)]["message"]
+    assert read_record(victim) is None  # resident, unmanaged: its bytes are newer than the copy
+    assert victim.read_bytes() == original + b"late write"
+    for f in files:
+        if f != victim:
+            assert by_path[str(f)]["status"] == "processed" and read_record(f).state == HsmState.MIGRATED
+
+
 # --- cancel ------------------------------------------------------------------------------------------
 
 def test_a_cancel_stops_the_lane_between_groups(space, target):

@@ -281,7 +281,7 @@ class _Batch:
         self.jobid = jobid
         self.abort_missing = abort_missing
         self.stores = _StorePool(ctx.open_target)
-        self._parents: dict[str, str] = {}  # realpath of each parent directory, for this batch
+        self._parents: dict[str, str] = {}  # each parent directory's place in its space (``resolve``)
         self.paths = [self._plan(index, item, needs_existing) for index, item in enumerate(items)]
         self.outcomes: builtins.list[PathOutcome | None] = [None] * len(self.paths)
         self._lock = threading.Lock()

@@ -63,7 +63,7 @@ from agent.drivers.posix import (
     ResultStatus,
     SpacePath,
     changes_since,
-    release_blocks,
+    finish_stub,
     syncfs,
 )
 from agent.hsm.metadata import ObjectMetadata, to_metadata
@@ -164,8 +164,8 @@ class _GroupRun:
         try:
             for index, rel in enumerate(self.rels):
                 self._stage(index, rel)
-            if self.staged:
-                self._flush_target()
+            if self.staged and not self._flush_target():
+                return self.results
             committed = [self._commit(item) for item in self.staged]
             if not self.settings.premigrate:
                 self._release([item for item, done in zip(self.staged, committed, strict=True) if done])
@@ -252,9 +252,10 @@ class _GroupRun:
             os.unlink(tmp, dir_fd=obj_dir)
 
     # --- 3: the group's objects durable ----------------------------------------------------------------
-    def _flush_target(self) -> None:
+    def _flush_target(self) -> bool:
+        """Whether the group's objects are durable (if not, every staged path has failed)."""
         if not self.settings.durable:
-            return
+            return True
         try:
             root = self.store._open_root()
             try:
@@ -265,7 +266,8 @@ class _GroupRun:
             message = f"the target folder could not be synced: {getattr(exc, 'strerror', None) or exc}"
             for item in self.staged:
                 self.results[item.index] = (str(ResultStatus.FAILED), message, item.key)
-            raise _GroupFailed from None
+            return False
+        return True
 
     # --- 4: verify, check, record ------------------------------------------------------------------------
     def _commit(self, item: _Staged) -> bool:
@@ -331,11 +333,7 @@ class _GroupRun:
                     self.results[item.index] = (str(status), "modified during migrate (changed after it was "
                                                 "recorded); not released", item.key)
                     continue
-                release_blocks(item.fd, record.stub_size, record.size)
-                os.utime(item.fd, ns=(item.st.st_atime_ns, record.mtime_ns))
-                os.setxattr(item.fd, RECORD_XATTR, HsmRecord(
-                    record.state, record.target, record.key, record.sha256, record.size, mtime_ns=record.mtime_ns,
-                    inode=record.inode, ctime_ns=record.ctime_ns, stub_size=record.stub_size).to_bytes())
+                finish_stub(item.fd, record, item.st.st_atime_ns)
             except OSError as exc:
                 self.results[item.index] = (str(ResultStatus.FAILED), f"recorded as migrated, blocks not released "
                                             f"({exc.strerror or exc}); a re-run finishes it", item.key)
@@ -344,18 +342,10 @@ class _GroupRun:
                                         "released)", item.key)
 
 
-class _GroupFailed(Exception):
-    """The group's objects could not be made durable: every staged path already has its result."""
-
-
 def run_group(group: LaneGroup) -> list[LaneResult]:
     """Migrate one group (see the module docstring); a result per path, ``None`` for the paths
     the general path must take. Runs in a worker process or in the caller's thread."""
-    run = _GroupRun(group)
-    try:
-        return run.run()
-    except _GroupFailed:
-        return run.results
+    return _GroupRun(group).run()
 
 
 # --- where groups run -------------------------------------------------------------------------------

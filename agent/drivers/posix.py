@@ -769,10 +769,7 @@ class PosixFilesystem:
         self._finish_stub(f, stubbing, atime_ns)
 
     def _finish_stub(self, f: _Open, record: HsmRecord, atime_ns: int) -> None:
-        release_blocks(f.fd, record.stub_size, record.size)
-        _failpoint("stub:punched")
-        os.utime(f.fd, ns=(atime_ns, record.mtime_ns))
-        write_record(f.fd, replace(record, pending=None))
+        finish_stub(f.fd, record, atime_ns)
         os.fsync(f.fd)
 
     def release(self, path: str | os.PathLike[str], stores: Stores, *, stub_size: int = 0,
@@ -1069,6 +1066,16 @@ class StagedMigrate:
         The uploaded object is left in place, unreferenced; a re-run reuses it once read back whole."""
         self._commit = None
         self._stack.close()
+
+
+def finish_stub(fd: int, record: HsmRecord, atime_ns: int) -> None:
+    """The second half of stubbing, once ``record`` (migrated, pending stub) is durable: release
+    the blocks, restore the times, drop ``pending``. Not fsynced: the caller makes it durable (one
+    file at a time, or a group's ``syncfs``)."""
+    release_blocks(fd, record.stub_size, record.size)
+    _failpoint("stub:punched")
+    os.utime(fd, ns=(atime_ns, record.mtime_ns))
+    write_record(fd, replace(record, pending=None))
 
 
 def changes_since(before: os.stat_result, fd: int, dir_fd: int, name: str) -> list[str]:

@@ -127,6 +127,8 @@ class ActionContext:
     #: The small-file lane for migrations to a folder target (``agent.lane``): None turns it off,
     #: 0 runs it on the calling thread, N in N worker processes shared by the process's batches.
     lane_workers: int | None = 0
+    #: Whether the lane uses its C core (``agent.native``) where it is built; off: its Python loop.
+    lane_native: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.concurrency, bool) or not isinstance(self.concurrency, int) or self.concurrency < 1:
@@ -641,7 +643,8 @@ def _lane_settings(ctx: ActionContext, store: ObjectStore, target: str, *, premi
     fs = ctx.fs
     return lambda root: LaneSettings(space_root=root, target_root=store.root, target_name=target,
                                      key_prefix=fs.key_prefix, premigrate=premigrate, skip_modified=skip_modified,
-                                     stub_size=stub_size, chunk_size=fs.chunk_size, durable=store.fsync)
+                                     stub_size=stub_size, chunk_size=fs.chunk_size, durable=store.fsync,
+                                     native=ctx.lane_native)
 
 
 # --- recall ----------------------------------------------------------------------------------------

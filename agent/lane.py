@@ -53,6 +53,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
+from agent import native
 from agent.drivers import posix
 from agent.drivers.base import DriverError
 from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
@@ -93,6 +94,7 @@ class LaneSettings:
     stub_size: int
     chunk_size: int
     durable: bool  # the store's ``fsync`` setting: sync the target before recording
+    native: bool = True  # steps 1 and 2 in the C core (``agent.native``) where it is built
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class _Staged:
     fd: int
     src_dir: int
     name: str
-    st: os.stat_result
+    st: os.stat_result | native.Seen
     key: str
     obj_dir: int
     obj_name: str
@@ -162,8 +164,12 @@ class _GroupRun:
 
     def run(self) -> list[LaneResult]:
         try:
-            for index, rel in enumerate(self.rels):
-                self._stage(index, rel)
+            core = native.core() if self.settings.native else None
+            if core is not None:
+                self._stage_native(core)
+            else:
+                for index, rel in enumerate(self.rels):
+                    self._stage(index, rel)
             if self.staged and not self._flush_target():
                 return self.results
             committed = [self._commit(item) for item in self.staged]
@@ -228,6 +234,40 @@ class _GroupRun:
         finally:
             if not keep:
                 os.close(fd)
+
+    def _stage_native(self, core: native.LaneCore) -> None:
+        """``_stage`` for the whole group in the C core: this side only finds the directories and
+        keys (so both loops share that code), the core opens, locks, checks, reads, hashes and
+        writes. A file whose metadata would leave its path out takes ``_stage``."""
+        s = self.settings
+        todo: list[tuple[int, int, str, str, int, str]] = []  # index, src_dir, name, key, obj_dir, obj_name
+        paths: list[bytes] = []
+        for index, rel in enumerate(self.rels):
+            path = core.metadata_path(rel)
+            if path is None:
+                self._stage(index, rel)
+                continue
+            parent, _, name = rel.rpartition("/")
+            try:
+                src_dir = self.src_dirs.get(parent.split("/") if parent else [])
+                key = self.fs.object_key(SpacePath(s.space_root, rel))
+                segments = self.store._segments(key)
+                obj_dir = self.obj_dirs.get(segments[:-1])
+            except (OSError, DriverError, PathRefused, ValueError):
+                continue  # the general path meets the same error and reports it
+            todo.append((index, src_dir, name, key, obj_dir, segments[-1]))
+            paths.append(path)
+        flags = ((os.O_RDONLY if s.premigrate else os.O_RDWR) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        answers = core.stage([t[1] for t in todo], [os.fsencode(t[2]) for t in todo], [t[4] for t in todo],
+                             [os.fsencode(t[5]) for t in todo], paths, open_flags=flags, noatime=_NO_ATIME,
+                             limit=s.chunk_size)
+        for (index, src_dir, name, key, obj_dir, obj_name), answer in zip(todo, answers, strict=True):
+            if answer.status == native.STAGED:
+                self.staged.append(_Staged(index, answer.fd, src_dir, name, answer.seen, key, obj_dir, obj_name,
+                                           answer.obj_ino, answer.sha256))
+                posix._failpoint("lane:uploaded")  # (per file, as in ``_stage``; all are linked by now)
+            elif answer.status == native.SHORT:
+                self.results[index] = _modified(s, ["size"])
 
     def _write_object(self, obj_dir: int, obj_name: str, data: bytes, metadata: bytes) -> int | None:
         """The new object's inode, or None when ``obj_name`` exists (nothing is replaced)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -15,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import actions, lane
-from agent.drivers.fs import FolderStore
+from agent import actions, lane, native
+from agent.drivers.fs import FolderStore, encode_metadata
 from agent.drivers.posix import PosixFilesystem
-from agent.hsm.metadata import parse_metadata
+from agent.hsm.metadata import ObjectMetadata, parse_metadata, to_metadata
 from agent.hsm.state import HsmState, Pending, read_record, write_record
 from tests.agent.hsm_fixtures import manifest, sha256_file, write_random
+from tests.conftest import require
 
 CHUNK = 64 * 1024
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +35,24 @@ def target(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True, params=["c-core", "python-loop"])
+def lane_loop(request, monkeypatch) -> str:
+    """Every test here runs twice: with the lane's C core (``agent.native``) and with its Python
+    loop (the core switched off, for this process through ``ctx`` and for a subprocess through
+    its environment)."""
+    if request.param == "c-core":
+        require(native.core() is not None, "the lane's C core is not built (make native)")
+    else:
+        monkeypatch.setenv(native.ENV_SWITCH, "0")
+        monkeypatch.setattr(sys.modules[__name__], "LANE_NATIVE", False)
+    return request.param
+
+
+LANE_NATIVE = True
+
+
 def ctx(space: Path, target: Path, **kwargs) -> actions.ActionContext:
+    kwargs.setdefault("lane_native", LANE_NATIVE)
     return actions.ActionContext(roots=[space], open_target=lambda name: FolderStore(target), chunk_size=CHUNK,
                                  **kwargs)
 
@@ -100,6 +119,30 @@ def test_the_lane_premigrates_exactly_as_the_general_path_does(tmp_path, workers
             mb.sha256, mb.size, mb.mode, mb.uid, mb.gid, mb.path)
         assert (ma.mtime_ns, ma.inode) == (fa.stat().st_mtime_ns, fa.stat().st_ino)
     assert not [p for p in target_a.rglob(".hub-*")]  # no temporary file left
+
+
+def test_the_object_metadata_is_byte_for_byte_what_the_encoder_gives(space, target):
+    """The C core renders the metadata from a template; whatever the loop, the xattr holds
+    exactly ``encode_metadata(to_metadata(...))`` of the file as it was read - odd modes, times
+    before 1970, names that need escaping, and a path too long to keep (left out)."""
+    deep = "ü" * 100 + "/" + "ü" * 100  # 1,200 percent-encoded characters: over MAX_PATH_CHARS
+    files = [write_random(space / name, size, seed=i) for i, (name, size) in enumerate(
+        [('quote " back\\slash %41.bin', 10), ("ünïcode 日本.bin", 0), ("setuid.bin", 4096),
+         ("old.bin", 1), (f"{deep}/long.bin", 33)])]
+    os.chmod(space / "setuid.bin", 0o4751)
+    os.utime(space / "old.bin", ns=(-1_500_000_000_123_456_789, -86_400_000_000_007))
+    seen = {f: os.stat(f) for f in files}
+    out = actions.migrate(ctx(space, target), items(files), target="t", premigrate=True)
+    assert statuses(out) == {"processed": len(files)}
+    for f, o in zip(files, out, strict=True):
+        st = seen[f]
+        raw = os.getxattr(target / o["key"], "user.hub.metadata")
+        want = encode_metadata(to_metadata(ObjectMetadata(
+            sha256=sha256_file(f), size=st.st_size, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+            mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns, path=str(f.relative_to(space)), inode=st.st_ino,
+            ctime_ns=st.st_ctime_ns)))
+        assert raw == want
+    assert "hubpath" not in object_xattr(target / out[-1]["key"])  # too long: left out, as to_metadata does
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -1,0 +1,148 @@
+"""The small-file lane's C core (``lanecore.c``): steps 1 and 2 of the lane for a whole group in
+one call, outside the interpreter lock.
+
+It is optional. ``make`` builds ``_lanecore.so`` beside this file (``make native``; it needs a C
+compiler and OpenSSL's headers); where it is missing or fails to load, ``core()`` is None and the
+lane runs its Python loop, which follows the same protocol. The tests run the lane both ways.
+
+The object metadata the core writes is rendered from a template made here with the real encoder
+(``to_metadata`` and ``encode_metadata`` on sentinel values), so its format has one definition;
+a test compares the core's objects with the Python loop's byte for byte.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import json
+import logging
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.drivers.fs import TMP_PREFIX, encode_metadata
+from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
+from agent.hsm.metadata import MAX_PATH_CHARS, ObjectMetadata, encode_path, to_metadata
+from agent.hsm.state import XATTR_NAME as RECORD_XATTR
+
+log = logging.getLogger(__name__)
+
+LIBRARY = Path(__file__).with_name("_lanecore.so")
+ABI_VERSION = 1
+#: Set to "0" to never load the core (the lane then runs its Python loop).
+ENV_SWITCH = "AGENT_LANE_NATIVE"
+
+STAGED, HAND_BACK, SHORT = 0, 1, 2
+_OUT = struct.Struct("<13q64s")  # struct lane_out
+
+_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """The source as the core saw it when it opened it (the fields the lane uses of a stat)."""
+
+    st_ino: int
+    st_dev: int
+    st_mode: int
+    st_uid: int
+    st_gid: int
+    st_size: int
+    st_mtime_ns: int
+    st_atime_ns: int
+    st_ctime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One file's answer from the core. ``status``: STAGED (``fd`` is open and locked, the object
+    is linked at its key), HAND_BACK (nothing done; ``err`` says why), SHORT (it read short: the
+    file changed size; nothing uploaded)."""
+
+    status: int
+    fd: int
+    err: int
+    seen: Seen
+    obj_ino: int
+    sha256: str
+
+
+def _template() -> bytes:
+    """The metadata xattr with a 0x01 marker and a code where each per-file value goes."""
+    numbers = {"s": 8000000000000000011, "u": 8000000000000000012, "g": 8000000000000000013,
+               "M": 8000000000000000014, "A": 8000000000000000015, "I": 8000000000000000016,
+               "C": 8000000000000000017}
+    sha, mode, path = "5e" * 32, 0o6543, "LaneCorePathSentinel"
+    raw = encode_metadata(to_metadata(ObjectMetadata(
+        sha256=sha, size=numbers["s"], mode=mode, uid=numbers["u"], gid=numbers["g"], mtime_ns=numbers["M"],
+        atime_ns=numbers["A"], path=path, inode=numbers["I"], ctime_ns=numbers["C"])))
+    marks = {f'"{value}"': code for code, value in numbers.items()}
+    marks.update({f'"{sha}"': "h", f'"{format(mode, "04o")}"': "m", f'"{encode_path(path)}"': "p"})
+    for text, code in marks.items():
+        if raw.count(text.encode()) != 1:
+            raise RuntimeError(f"cannot make the metadata template: {text} is not in it exactly once")
+        raw = raw.replace(text.encode(), f'"\x01{code}"'.encode())
+    return raw
+
+
+class LaneCore:
+    """The loaded library and what every call passes unchanged."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._stage = lib.lane_stage
+        self._stage.restype = ctypes.c_int
+        self._stage.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                                ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                ctypes.c_int64, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._template = _template()
+        self._record_xattr = os.fsencode(RECORD_XATTR)
+        self._object_xattr = os.fsencode(OBJECT_XATTR)
+        self._tmp_prefix = os.fsencode(TMP_PREFIX)
+
+    @staticmethod
+    def metadata_path(rel: str) -> bytes | None:
+        """``rel`` as the template's path value, or None when ``to_metadata`` would leave the path
+        out (too long): the core's template always has one, so such a file takes the Python loop."""
+        encoded = encode_path(rel)
+        if len(encoded) > MAX_PATH_CHARS:
+            return None
+        return _escape(encoded)[1:-1].encode("ascii")
+
+    def stage(self, src_dirs: Sequence[int], names: Sequence[bytes], obj_dirs: Sequence[int],
+              obj_names: Sequence[bytes], paths: Sequence[bytes], *, open_flags: int, noatime: int,
+              limit: int) -> list[Staged]:
+        """Stage files (see ``lane_stage`` in ``lanecore.c``); one answer per file, in order."""
+        count = len(names)
+        if count == 0:
+            return []
+        out = ctypes.create_string_buffer(_OUT.size * count)
+        rc = self._stage(count, struct.pack(f"<{count}i", *src_dirs), b"\0".join(names) + b"\0",
+                         struct.pack(f"<{count}i", *obj_dirs), b"\0".join(obj_names) + b"\0",
+                         b"\0".join(paths) + b"\0", self._template, len(self._template), open_flags, noatime,
+                         limit, self._record_xattr, self._object_xattr, self._tmp_prefix, out)
+        if rc != 0:
+            log.warning("the lane's C core ran out of memory; the rest of the group goes the Python way")
+        answers = []
+        for status, fd, err, ino, dev, mode, uid, gid, size, mtime, atime, ctime, obj_ino, sha in \
+                _OUT.iter_unpack(out.raw):
+            answers.append(Staged(status, fd, err, Seen(ino, dev, mode, uid, gid, size, mtime, atime, ctime),
+                                  obj_ino, sha.decode("ascii")))
+        return answers
+
+
+@functools.cache
+def core() -> LaneCore | None:
+    """The C core, or None (not built, switched off with ``AGENT_LANE_NATIVE=0``, or unloadable)."""
+    if os.environ.get(ENV_SWITCH, "1") == "0" or not LIBRARY.exists():
+        return None
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+        if lib.lane_abi_version() != ABI_VERSION:
+            log.warning("%s is from another version of the agent; rebuild it with `make native`", LIBRARY)
+            return None
+        return LaneCore(lib)
+    except (OSError, AttributeError, RuntimeError) as exc:
+        log.warning("the lane's C core could not be loaded (%s); the lane runs in Python", exc)
+        return None

@@ -1,0 +1,273 @@
+/*
+ * The small-file lane's per-file loop in C (see agent/lane.py and agent/native/__init__.py).
+ *
+ * Why C: for a file of a few KiB the lane's Python costs about as much as its system calls, and
+ * `cp -a` pays only the system calls. This does steps 1 and 2 of the lane's protocol for a whole
+ * group in one call, with the interpreter lock released: open the file without following links,
+ * lock it, check it has no HSM record, read it whole, hash it (SHA-256), write the object with
+ * its metadata xattr and link it into place, never replacing a name. Everything it cannot do
+ * the ordinary way it hands back untouched (LANE_HAND_BACK), and the Python lane or the general
+ * path decides, exactly as for the Python version of this loop. It never records, releases or
+ * deletes anything: those steps stay in Python.
+ *
+ * The object's metadata is rendered from a template the Python side builds with the real
+ * encoder (agent/native/__init__.py), so the format has one definition. A template byte 0x01 is
+ * followed by a field code: h sha256, s size, m mode (%04o), u uid, g gid, M mtime_ns,
+ * A atime_ns, I inode, C ctime_ns, p the file's encoded path (given per file).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+enum { LANE_STAGED = 0, LANE_HAND_BACK = 1, LANE_SHORT = 2 };
+
+/* One file's answer; every field is 64 bits so the Python side unpacks it with one format. */
+struct lane_out {
+    int64_t status;   /* LANE_* */
+    int64_t fd;       /* LANE_STAGED: the open, locked source; the caller closes it */
+    int64_t err;      /* the errno behind a hand-back, for logs and tests */
+    int64_t ino, dev, mode, uid, gid, size, mtime_ns, atime_ns, ctime_ns;
+    int64_t obj_ino;  /* the object's inode, to verify it after the group's sync */
+    char sha256[64];  /* lower-case hex, no terminator */
+};
+
+int lane_abi_version(void) { return 1; }
+
+/* Nanoseconds since the epoch, or -1 (with *ok cleared) if it does not fit in 64 bits. */
+static int64_t ns_of(struct timespec ts, int *ok) {
+    if (ts.tv_sec > 9000000000LL || ts.tv_sec < -9000000000LL) {
+        *ok = 0;
+        return 0;
+    }
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Append to a growing buffer. */
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+static int buf_put(struct buf *b, const char *src, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n) cap *= 2;
+        char *grown = realloc(b->data, cap);
+        if (!grown) return -1;
+        b->data = grown;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, src, n);
+    b->len += n;
+    return 0;
+}
+
+static int render(struct buf *out, const char *tmpl, size_t tmpl_len, const struct lane_out *o,
+                  const char *path) {
+    char num[32];
+    out->len = 0;
+    for (size_t i = 0; i < tmpl_len; i++) {
+        if (tmpl[i] != 1) {
+            size_t j = i;
+            while (j < tmpl_len && tmpl[j] != 1) j++;
+            if (buf_put(out, tmpl + i, j - i)) return -1;
+            i = j - 1;
+            continue;
+        }
+        if (++i >= tmpl_len) return -1;
+        int n;
+        switch (tmpl[i]) {
+        case 'h': if (buf_put(out, o->sha256, 64)) return -1; continue;
+        case 'p': if (buf_put(out, path, strlen(path))) return -1; continue;
+        case 's': n = snprintf(num, sizeof num, "%" PRId64, o->size); break;
+        case 'm': n = snprintf(num, sizeof num, "%04o", (unsigned)(o->mode & 07777)); break;
+        case 'u': n = snprintf(num, sizeof num, "%" PRIu64, (uint64_t)o->uid); break;
+        case 'g': n = snprintf(num, sizeof num, "%" PRIu64, (uint64_t)o->gid); break;
+        case 'M': n = snprintf(num, sizeof num, "%" PRId64, o->mtime_ns); break;
+        case 'A': n = snprintf(num, sizeof num, "%" PRId64, o->atime_ns); break;
+        case 'I': n = snprintf(num, sizeof num, "%" PRIu64, (uint64_t)o->ino); break;
+        case 'C': n = snprintf(num, sizeof num, "%" PRId64, o->ctime_ns); break;
+        default: return -1;
+        }
+        if (buf_put(out, num, (size_t)n)) return -1;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len) {
+    while (len) {
+        ssize_t w = write(fd, data, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Write the object's bytes and metadata to an unnamed file (O_TMPFILE) and link it at `name`,
+ * or, where the filesystem has no O_TMPFILE, to a named temporary file as FolderStore does.
+ * Returns 0 with *ino set, or an errno (EEXIST: the name is taken; nothing was replaced). */
+static int write_object(int dir, const char *name, const char *data, size_t len, const char *meta,
+                        size_t meta_len, const char *xattr, const char *tmp_prefix, uint64_t *ino) {
+    struct stat st;
+    int fd = openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+    if (fd >= 0) {
+        int err = 0;
+        if (write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, &st)) {
+            err = errno;
+        } else if (linkat(fd, "", dir, name, AT_EMPTY_PATH)) {
+            err = errno;
+            if (err == EPERM || err == ENOENT || err == EINVAL) {  /* no CAP_DAC_READ_SEARCH */
+                char proc[64];
+                snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+                err = linkat(AT_FDCWD, proc, dir, name, AT_SYMLINK_FOLLOW) ? errno : 0;
+            }
+        }
+        close(fd);  /* an unlinked O_TMPFILE inode vanishes here */
+        if (!err) *ino = (uint64_t)st.st_ino;
+        return err;
+    }
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) return errno;
+
+    unsigned char rnd[12];
+    char tmp[256];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) return errno ? errno : EIO;
+    int at = snprintf(tmp, sizeof tmp, "%s", tmp_prefix);
+    for (size_t i = 0; i < sizeof rnd && at + 2 < (int)sizeof tmp; i++)
+        at += snprintf(tmp + at, sizeof tmp - (size_t)at, "%02x", rnd[i]);
+    fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    if (fd < 0) return errno;
+    int err = 0;
+    if (write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, &st)) err = errno;
+    close(fd);
+    if (!err && linkat(dir, tmp, dir, name, 0)) err = errno;
+    unlinkat(dir, tmp, 0);
+    if (!err) *ino = (uint64_t)st.st_ino;
+    return err;
+}
+
+static const char *next_string(const char *s) { return s + strlen(s) + 1; }
+
+/*
+ * Stage `n` files. Strings come NUL-separated: `names` (each file's name in its source
+ * directory), `obj_names` (its object's name in its object directory) and `paths` (its encoded,
+ * JSON-escaped path for the metadata). `open_flags` are the source's open flags, `noatime` is
+ * added when permitted. `limit`: the largest file staged here. Returns 0, or -1 if memory ran
+ * out (every file not yet answered is then handed back).
+ */
+int lane_stage(int n, const int32_t *src_dirs, const char *names, const int32_t *obj_dirs,
+               const char *obj_names, const char *paths, const char *tmpl, size_t tmpl_len,
+               int open_flags, int noatime, int64_t limit, const char *record_xattr,
+               const char *object_xattr, const char *tmp_prefix, struct lane_out *out) {
+    static const char hex[] = "0123456789abcdef";
+    struct buf data = {0}, meta = {0};
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        struct lane_out *o = &out[i];
+        memset(o, 0, sizeof *o);
+        o->status = LANE_HAND_BACK;
+        o->fd = -1;
+    }
+    for (int i = 0; i < n; i++, names = next_string(names), obj_names = next_string(obj_names),
+             paths = next_string(paths)) {
+        struct lane_out *o = &out[i];
+        int fd = openat(src_dirs[i], names, open_flags | noatime);
+        if (fd < 0 && errno == EPERM && noatime) fd = openat(src_dirs[i], names, open_flags);
+        if (fd < 0) {
+            o->err = errno;
+            continue;
+        }
+        struct stat st;
+        int ok = 1;
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > limit) goto hand_back;
+        o->ino = (int64_t)st.st_ino;
+        o->dev = (int64_t)st.st_dev;
+        o->mode = st.st_mode;
+        o->uid = st.st_uid;
+        o->gid = st.st_gid;
+        o->size = st.st_size;
+        o->mtime_ns = ns_of(st.st_mtim, &ok);
+        o->atime_ns = ns_of(st.st_atim, &ok);
+        o->ctime_ns = ns_of(st.st_ctim, &ok);
+        if (!ok) goto hand_back;  /* a time past 2262: the Python code has no such limit */
+        if (flock(fd, LOCK_EX | LOCK_NB)) goto hand_back;  /* busy, or no locks here */
+        if (fgetxattr(fd, record_xattr, NULL, 0) >= 0) {
+            errno = EEXIST;
+            goto hand_back;  /* managed already: the general path decides (skip, release, re-upload) */
+        }
+        if (errno != ENODATA) goto hand_back;  /* no xattrs here, or an error */
+        /* Read it whole, asking for one byte more than its size: growth shows. */
+        size_t want = (size_t)st.st_size + 1, got = 0;
+        if (data.cap < want) {
+            char *grown = realloc(data.data, want);
+            if (!grown) {
+                rc = -1;
+                close(fd);
+                break;
+            }
+            data.data = grown;
+            data.cap = want;
+        }
+        while (got < want) {
+            ssize_t r = pread(fd, data.data + got, want - got, (off_t)got);
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                goto hand_back;
+            }
+            if (r == 0) break;
+            got += (size_t)r;
+        }
+        if (got != (size_t)st.st_size) {
+            o->status = LANE_SHORT;  /* it changed size while read: not uploaded */
+            close(fd);
+            continue;
+        }
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int md_len = 0;
+        if (!EVP_Digest(data.data, got, md, &md_len, EVP_sha256(), NULL) || md_len != 32) {
+            errno = EIO;
+            goto hand_back;
+        }
+        for (int k = 0; k < 32; k++) {
+            o->sha256[2 * k] = hex[md[k] >> 4];
+            o->sha256[2 * k + 1] = hex[md[k] & 15];
+        }
+        if (render(&meta, tmpl, tmpl_len, o, paths)) {
+            errno = ENOMEM;
+            goto hand_back;
+        }
+        uint64_t obj_ino = 0;
+        int err = write_object(obj_dirs[i], obj_names, data.data, got, meta.data, meta.len, object_xattr,
+                               tmp_prefix, &obj_ino);
+        if (err) {
+            errno = err;
+            goto hand_back;  /* EEXIST: the key is taken; the general path picks one */
+        }
+        o->obj_ino = (int64_t)obj_ino;
+        o->fd = fd;
+        o->status = LANE_STAGED;
+        continue;
+    hand_back:
+        o->err = errno;
+        o->status = LANE_HAND_BACK;
+        close(fd);
+    }
+    free(data.data);
+    free(meta.data);
+    return rc;
+}

@@ -284,13 +284,15 @@ class _Batch:
         self.abort_missing = abort_missing
         self.stores = _StorePool(ctx.open_target)
         self._parents: dict[str, str] = {}  # each parent directory's place in its space (``resolve``)
-        self.paths = [self._plan(index, item, needs_existing) for index, item in enumerate(items)]
-        self.outcomes: builtins.list[PathOutcome | None] = [None] * len(self.paths)
+        self._items = items
+        self._needs_existing = needs_existing
+        self.paths: builtins.list[_Path] = []  # planned so far, in batch order (see ``_planning``)
+        self.outcomes: builtins.list[PathOutcome | None] = [None] * len(items)
         self._lock = threading.Lock()
         self._in_flight: dict[int, int] = {}
         self._paths_done = 0
         self._bytes_done = 0
-        self._bytes_total = sum(p.size or 0 for p in self.paths if p.early is None)
+        self._bytes_total = 0  # of the paths planned so far
         self._cancelled = False
         self._last_report = 0.0
 
@@ -321,10 +323,26 @@ class _Batch:
             pass  # the operation meets the same error and reports it
         return p
 
-    def _units(self) -> builtins.list[builtins.list[_Path]]:
+    def _planning(self) -> Iterator[_Path]:
+        """Plan the paths not planned yet, in order, yielding each: the small-file lane starts on
+        the first groups while the rest are planned; everything else plans the whole batch first
+        (``_plan_all``)."""
+        while len(self.paths) < len(self._items):
+            index = len(self.paths)
+            p = self._plan(index, self._items[index], self._needs_existing)
+            self.paths.append(p)
+            if p.early is None:
+                self._bytes_total += p.size or 0
+            yield p
+
+    def _plan_all(self) -> None:
+        for _ in self._planning():
+            pass
+
+    def _units(self, paths: Sequence[_Path]) -> builtins.list[builtins.list[_Path]]:
         """Paths grouped so that every path of one inode runs in one unit, in batch order."""
         units: dict[object, builtins.list[_Path]] = {}
-        for p in self.paths:
+        for p in paths:
             st = p.st
             key: object = (st.st_dev, st.st_ino) if st is not None and stat_mod.S_ISREG(st.st_mode) else p.index
             units.setdefault(key, []).append(p)
@@ -339,7 +357,8 @@ class _Batch:
         on this thread. A path of unknown size (nothing there yet, no ``size`` hint) counts as
         small unless ``unknown_size_is_large`` (it will be downloaded)."""
         started = time.monotonic()
-        units = self._units()
+        self._plan_all()
+        units = self._units(self.paths)
         unknown = self.ctx.chunk_size + 1 if unknown_size_is_large else 0
         small = [u for u in units if concurrent and self._is_small(u, unknown)]
         large = [u for u in units if not (concurrent and self._is_small(u, unknown))]
@@ -367,14 +386,15 @@ class _Batch:
         small files go through the small-file lane first (``agent.lane``); what it hands back
         goes the way just described."""
         started = time.monotonic()
-        units = self._units()
-        staged_units = [u for u in units if len(u) == 1 and u[0].early is None and self._is_small(u, 0)]
-        chosen = {id(u) for u in staged_units}
-        others = [u for u in units if id(u) not in chosen]
         committed: builtins.list[_Path] = []
         try:
             if lane is not None and self.ctx.lane_pool is not None:
-                staged_units = self._run_lane(staged_units, lane, self.ctx.lane_pool, committed)
+                self._run_lane(lane, self.ctx.lane_pool, committed)
+            self._plan_all()
+            units = self._units([p for p in self.paths if self.outcomes[p.index] is None])
+            staged_units = [u for u in units if len(u) == 1 and u[0].early is None and self._is_small(u, 0)]
+            chosen = {id(u) for u in staged_units}
+            others = [u for u in units if id(u) not in chosen]
             workers = max(1, min(self.ctx.concurrency, len(staged_units)))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"agent-{self.name}") as executor:
                 each = executor.map
@@ -407,39 +427,45 @@ class _Batch:
                                                              f"could not be synced: {exc.strerror or exc}")
         return self._results(started)
 
-    def _run_lane(self, units: Sequence[builtins.list[_Path]], settings_for: Callable[[str], LaneSettings],
-                  pool: LanePool, committed: builtins.list[_Path]) -> builtins.list[builtins.list[_Path]]:
-        """Regular files known small go through the lane in groups of ``STAGE_GROUP`` per space
-        root; returns the units still to do: the rest, and what the lane handed back."""
-        chosen: builtins.list[_Path] = []
-        rest: builtins.list[builtins.list[_Path]] = []
-        for unit in units:
-            p = unit[0]
-            if (p.sp is not None and p.sp.rel and p.st is not None and stat_mod.S_ISREG(p.st.st_mode)
-                    and p.st.st_size <= self.ctx.chunk_size):
-                chosen.append(p)
-            else:
-                rest.append(unit)
-        by_root: dict[str, builtins.list[_Path]] = {}
-        for p in chosen:
-            by_root.setdefault(cast(SpacePath, p.sp).root, []).append(p)
+    def _run_lane(self, settings_for: Callable[[str], LaneSettings], pool: LanePool,
+                  committed: builtins.list[_Path]) -> None:
+        """Plan the batch while the lane works: each regular small file with one link goes into
+        a group of ``STAGE_GROUP`` of its space root, sent to the lane as soon as it is full.
+        What the lane finishes gets its outcome; the rest (not chosen, handed back, or not sent
+        after a cancel) keeps none, for the general path. A file with other links is left to
+        the general path, which runs every path of one inode in one unit."""
         members: dict[int, builtins.list[_Path]] = {}
-        groups: builtins.list[LaneGroup] = []
-        for root, paths in by_root.items():
-            settings = settings_for(root)
-            for start in range(0, len(paths), STAGE_GROUP):
-                part = paths[start:start + STAGE_GROUP]
-                group = LaneGroup(settings, tuple(cast(SpacePath, p.sp).rel for p in part))
+        chunk = self.ctx.chunk_size
+
+        def groups() -> Iterator[LaneGroup]:
+            filling: dict[str, builtins.list[_Path]] = {}
+            settings: dict[str, LaneSettings] = {}
+
+            def group_of(root: str, part: builtins.list[_Path]) -> LaneGroup:
+                if root not in settings:
+                    settings[root] = settings_for(root)
+                group = LaneGroup(settings[root], tuple(cast(SpacePath, p.sp).rel for p in part))
                 members[id(group)] = part
-                groups.append(group)
-        answered: set[int] = set()
-        for group, results in pool.run(groups, stop=self._stopped):
+                return group
+
+            for p in self._planning():
+                st, sp = p.st, p.sp
+                if (p.early is None and sp is not None and sp.rel and st is not None and stat_mod.S_ISREG(st.st_mode)
+                        and st.st_nlink == 1 and st.st_size <= chunk):
+                    part = filling.setdefault(sp.root, [])
+                    part.append(p)
+                    if len(part) == STAGE_GROUP:
+                        yield group_of(sp.root, part)
+                        filling[sp.root] = []
+            for root, part in filling.items():
+                if part:
+                    yield group_of(root, part)
+
+        for group, results in pool.run(groups(), stop=self._stopped):
             finished: builtins.list[tuple[_Path, PathOutcome]] = []
-            for p, result in zip(members[id(group)], results, strict=True):
-                answered.add(p.index)
+            for p, result in zip(members.pop(id(group)), results, strict=True):
                 if result is None:
-                    rest.append([p])  # the general path decides (a record, a symlink, a taken key...)
-                    continue
+                    continue  # the general path decides (a record, a symlink, a taken key...)
                 status, message, key = result
                 done = {"path": p.path, "status": status, "message": message, "size": p.size}
                 if key is not None:
@@ -448,14 +474,12 @@ class _Batch:
                 if status == PROCESSED:
                     committed.append(p)
             self._finish_many(finished)
-        rest.extend([p] for p in chosen if p.index not in answered)  # stopped: reported "not attempted"
-        return rest
 
     def _results(self, started: float) -> Outcomes:
         """Every path's outcome, in input order, after the last progress report and a log line."""
         self._report(force=True)
         results = [o for o in self.outcomes if o is not None]
-        assert len(results) == len(self.paths)
+        assert len(results) == len(self._items)
         counts = Counter(o["status"] for o in results)
         log.info("%s job=%s: %d paths in %.1fs: %s", self.name, self.jobid, len(results),
                  time.monotonic() - started, dict(counts))
@@ -553,7 +577,7 @@ class _Batch:
             return
         self._last_report = now
         done = self._bytes_done + sum(self._in_flight.values())
-        state = BatchProgress(self._paths_done, len(self.paths), done, self._bytes_total)
+        state = BatchProgress(self._paths_done, len(self._items), done, self._bytes_total)
         try:
             self.ctx.progress(state)
         except Exception:  # reporting must never fail a transfer

@@ -39,6 +39,7 @@ whose pending stub a re-run finishes.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import hashlib
 import logging
@@ -52,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import cast
 
 from agent import native
 from agent.drivers import posix
@@ -115,8 +117,11 @@ class _Staged:
     obj_name: str
     obj_ino: int
     sha256: str
+    metadata: bytes | None = None  # the Python loop: the metadata xattr it wrote
+    obj_fd: int = -1  # the C core: the object, held open until the commit
+    obj_dev: int = 0
     record: HsmRecord | None = None
-    recorded: os.stat_result | None = None  # the file as it was just after its record was written
+    recorded: os.stat_result | native.Recorded | None = None  # the file just after its record was written
 
 
 class _Dirs:
@@ -142,6 +147,14 @@ class _Dirs:
 def _modified(settings: LaneSettings, changes: Sequence[str]) -> LaneResult:
     status = ResultStatus.SKIPPED if settings.skip_modified else ResultStatus.FAILED
     return str(status), f"modified during migrate ({', '.join(changes)} changed); not released", None
+
+
+def _gone(item: _Staged, reason: str) -> LaneResult:
+    return str(ResultStatus.FAILED), f"verification failed: the object is gone ({reason})", item.key
+
+
+def _replaced(item: _Staged) -> LaneResult:
+    return str(ResultStatus.FAILED), "verification failed: the object at the key was replaced", item.key
 
 
 def _discard(staged: _Staged) -> None:
@@ -172,12 +185,14 @@ class _GroupRun:
                     self._stage(index, rel)
             if self.staged and not self._flush_target():
                 return self.results
-            committed = [self._commit(item) for item in self.staged]
+            committed = self._commit_all(core)
             if not self.settings.premigrate:
                 self._release([item for item, done in zip(self.staged, committed, strict=True) if done])
         finally:
             for item in self.staged:
                 os.close(item.fd)
+                if item.obj_fd >= 0:
+                    os.close(item.obj_fd)
             self.src_dirs.close()
             self.obj_dirs.close()
         return self.results
@@ -223,11 +238,13 @@ class _GroupRun:
             segments = self.store._segments(key)
             obj_dir = self.obj_dirs.get(segments[:-1])
             obj_name = segments[-1]
-            obj_ino = self._write_object(obj_dir, obj_name, data, encode_metadata(meta))
+            metadata = encode_metadata(meta)
+            obj_ino = self._write_object(obj_dir, obj_name, data, metadata)
             if obj_ino is None:
                 return  # the key is taken: the general path picks a key (reuse, sibling)
             posix._failpoint("lane:uploaded")
-            self.staged.append(_Staged(index, fd, src_dir, name, st, key, obj_dir, obj_name, obj_ino, sha))
+            self.staged.append(_Staged(index, fd, src_dir, name, st, key, obj_dir, obj_name, obj_ino, sha,
+                                       metadata=metadata))
             keep = True
         except (OSError, DriverError, PathRefused, ValueError):
             return  # nothing recorded: the general path meets the same error and reports it
@@ -264,7 +281,8 @@ class _GroupRun:
         for (index, src_dir, name, key, obj_dir, obj_name), answer in zip(todo, answers, strict=True):
             if answer.status == native.STAGED:
                 self.staged.append(_Staged(index, answer.fd, src_dir, name, answer.seen, key, obj_dir, obj_name,
-                                           answer.obj_ino, answer.sha256))
+                                           answer.obj_ino, answer.sha256, obj_fd=answer.obj_fd,
+                                           obj_dev=answer.obj_dev))
                 posix._failpoint("lane:uploaded")  # (per file, as in ``_stage``; all are linked by now)
             elif answer.status == native.SHORT:
                 self.results[index] = _modified(s, ["size"])
@@ -310,37 +328,89 @@ class _GroupRun:
         return True
 
     # --- 4: verify, check, record ------------------------------------------------------------------------
-    def _commit(self, item: _Staged) -> bool:
+    def _commit_all(self, core: native.LaneCore | None) -> list[bool]:
+        """Step 4 for every staged file, in the C core where it is loaded; whether each was recorded."""
+        by_core = [item for item in self.staged if item.obj_fd >= 0] if core is not None else []
+        if not by_core:
+            return [self._commit(item) for item in self.staged]
+        assert core is not None
         s = self.settings
         try:
-            obj = os.stat(item.obj_name, dir_fd=item.obj_dir, follow_symlinks=False)
+            answers = core.commit([native.ToCommit(i.fd, cast(native.Seen, i.st), i.obj_fd, i.obj_ino, i.obj_dev,
+                                                   i.sha256, i.src_dir, i.name, i.obj_dir, i.obj_name, i.key)
+                                   for i in by_core],
+                                  target=s.target_name, premigrate=s.premigrate, stub_limit=s.stub_size)
+        except RuntimeError:  # no template for this target's name: the Python loop
+            return [self._commit(item) for item in self.staged]
+        done: dict[int, bool] = {}
+        for item, answer in zip(by_core, answers, strict=True):
+            if answer.status == native.COMMITTED:
+                if not s.premigrate:  # what the release needs (the same record the core wrote)
+                    item.record, item.recorded = self._record(item), answer.recorded
+                self._recorded(item)
+            elif answer.status == native.GONE:
+                self.results[item.index] = _gone(item, os.strerror(answer.err))
+            elif answer.status == native.REPLACED:
+                self.results[item.index] = _replaced(item)
+            elif answer.status == native.MODIFIED:
+                self.results[item.index] = _modified(s, answer.changed)
+            elif answer.status == native.RECORD_FAILED:
+                self.results[item.index] = (str(ResultStatus.FAILED), os.strerror(answer.err), item.key)
+            # HAND_BACK: its object removed, nothing recorded; the general path starts over
+            done[item.index] = answer.status == native.COMMITTED
+        # Staged by the Python loop (a path the core's template cannot hold): committed the same way.
+        return [done[item.index] if item.obj_fd >= 0 else self._commit(item) for item in self.staged]
+
+    def _record(self, item: _Staged) -> HsmRecord:
+        s, st = self.settings, item.st
+        state, pending = (HsmState.PREMIGRATED, None) if s.premigrate else (HsmState.MIGRATED, Pending.STUB)
+        return HsmRecord(state, s.target_name, item.key, item.sha256, st.st_size, mtime_ns=st.st_mtime_ns,
+                         inode=st.st_ino, ctime_ns=st.st_ctime_ns, pending=pending,
+                         stub_size=0 if s.premigrate else min(s.stub_size, st.st_size))
+
+    def _recorded(self, item: _Staged) -> None:
+        posix._failpoint("lane:recorded")
+        if self.settings.premigrate:
+            self.results[item.index] = (str(ResultStatus.PROCESSED), "premigrated (remote copy verified)", item.key)
+
+    def _commit(self, item: _Staged) -> bool:
+        s = self.settings
+        try:  # the file at the key is the one written (an inode number alone is reused at once)
+            ofd = os.open(item.obj_name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                          dir_fd=item.obj_dir)
         except OSError as exc:
-            self.results[item.index] = (str(ResultStatus.FAILED), f"verification failed: the object is gone "
-                                        f"({exc.strerror or exc})", item.key)
+            self.results[item.index] = (_replaced(item) if exc.errno == errno.ELOOP
+                                        else _gone(item, exc.strerror or str(exc)))
             return False
-        if obj.st_ino != item.obj_ino or obj.st_size != item.st.st_size:
-            self.results[item.index] = (str(ResultStatus.FAILED), "verification failed: the object at the key "
-                                        "was replaced", item.key)
+        try:
+            obj = os.fstat(ofd)
+            same = (obj.st_ino == item.obj_ino and obj.st_size == item.st.st_size
+                    and os.getxattr(ofd, OBJECT_XATTR) == item.metadata)
+        except OSError:
+            same = False
+        finally:
+            os.close(ofd)
+        if not same:
+            self.results[item.index] = _replaced(item)
             return False
-        changes = changes_since(item.st, item.fd, item.src_dir, item.name)
+        try:
+            changes = changes_since(item.st, item.fd, item.src_dir, item.name)
+        except OSError:
+            _discard(item)  # not recorded: the general path starts over and reports what it meets
+            return False
         if changes:
             _discard(item)
             self.results[item.index] = _modified(s, changes)
             return False
-        st = item.st
-        state, pending = (HsmState.PREMIGRATED, None) if s.premigrate else (HsmState.MIGRATED, Pending.STUB)
-        item.record = HsmRecord(state, s.target_name, item.key, item.sha256, st.st_size, mtime_ns=st.st_mtime_ns,
-                                inode=st.st_ino, ctime_ns=st.st_ctime_ns, pending=pending,
-                                stub_size=0 if s.premigrate else min(s.stub_size, st.st_size))
+        item.record = self._record(item)
         try:
             os.setxattr(item.fd, RECORD_XATTR, item.record.to_bytes())
-            item.recorded = os.fstat(item.fd)
+            if not s.premigrate:  # the release compares the file with this
+                item.recorded = os.fstat(item.fd)
         except OSError as exc:
             self.results[item.index] = (str(ResultStatus.FAILED), exc.strerror or str(exc), item.key)
             return False
-        posix._failpoint("lane:recorded")
-        if s.premigrate:
-            self.results[item.index] = (str(ResultStatus.PROCESSED), "premigrated (remote copy verified)", item.key)
+        self._recorded(item)
         return True
 
     # --- 5: release ---------------------------------------------------------------------------------------

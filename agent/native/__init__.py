@@ -26,16 +26,21 @@ from agent.drivers.fs import TMP_PREFIX, encode_metadata
 from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
 from agent.hsm.metadata import MAX_PATH_CHARS, ObjectMetadata, encode_path, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
+from agent.hsm.state import HsmRecord, HsmState, Pending
 
 log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).with_name("_lanecore.so")
-ABI_VERSION = 1
+ABI_VERSION = 4
 #: Set to "0" to never load the core (the lane then runs its Python loop).
 ENV_SWITCH = "AGENT_LANE_NATIVE"
 
-STAGED, HAND_BACK, SHORT = 0, 1, 2
-_OUT = struct.Struct("<13q64s")  # struct lane_out
+STAGED, HAND_BACK, SHORT = 0, 1, 2  # lane_stage's answers
+COMMITTED, GONE, REPLACED, MODIFIED, RECORD_FAILED = 0, 3, 4, 5, 6  # lane_commit's (and HAND_BACK)
+#: lane_commit's ``changes`` bits, in the order ``changes_since`` names them.
+CHANGES = (("size", 1), ("mtime", 2), ("ctime", 4), ("inode", 8))
+_OUT = struct.Struct("<15q64s")  # struct lane_out
+_COMMIT_OUT = struct.Struct("<6q")  # struct lane_commit_out
 
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
@@ -65,7 +70,9 @@ class Staged:
     fd: int
     err: int
     seen: Seen
+    obj_fd: int  # STAGED: the object, open (its inode cannot be reused while it is); the caller closes it
     obj_ino: int
+    obj_dev: int
     sha256: str
 
 
@@ -87,6 +94,61 @@ def _template() -> bytes:
     return raw
 
 
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The file just after its record was written."""
+
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """One file's answer from ``LaneCore.commit``: ``status`` COMMITTED (recorded), HAND_BACK
+    (its object removed, nothing recorded), GONE or RECORD_FAILED (``err``), REPLACED (another
+    object is at the key), MODIFIED (``changed`` names what; its object removed)."""
+
+    status: int
+    err: int
+    changed: tuple[str, ...]
+    recorded: Recorded
+
+
+@dataclass(frozen=True, slots=True)
+class ToCommit:
+    """What ``LaneCore.commit`` needs of one staged file."""
+
+    fd: int
+    seen: Seen
+    obj_fd: int
+    obj_ino: int
+    obj_dev: int
+    sha256: str
+    src_dir: int
+    name: str
+    obj_dir: int
+    obj_name: str
+    key: str
+
+
+def _record_template(target: str, premigrate: bool) -> bytes:
+    """``HsmRecord.to_bytes`` with a 0x01 marker and a code where each per-file value goes."""
+    numbers = {"s": 8000000000000000011, "M": 8000000000000000014, "I": 8000000000000000016,
+               "C": 8000000000000000017, "S": 8000000000000000001}
+    sha, key = "5e" * 32, "LaneCoreKeySentinel"
+    state, pending = (HsmState.PREMIGRATED, None) if premigrate else (HsmState.MIGRATED, Pending.STUB)
+    raw = HsmRecord(state, target, key, sha, numbers["s"], mtime_ns=numbers["M"], inode=numbers["I"],
+                    ctime_ns=numbers["C"], pending=pending, stub_size=0 if premigrate else numbers["S"]).to_bytes()
+    marks = {f":{value}": f":\x01{code}" for code, value in numbers.items() if not (premigrate and code == "S")}
+    marks.update({f'"{sha}"': '"\x01h"', _escape(key): '"\x01k"'})
+    for text, mark in marks.items():
+        if raw.count(text.encode()) != 1:
+            raise RuntimeError(f"cannot make the record template: {text} is not in it exactly once")
+        raw = raw.replace(text.encode(), mark.encode())
+    return raw
+
+
 class LaneCore:
     """The loaded library and what every call passes unchanged."""
 
@@ -96,7 +158,13 @@ class LaneCore:
         self._stage.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                 ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                                 ctypes.c_int64, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._commit = lib.lane_commit
+        self._commit.restype = ctypes.c_int
+        self._commit.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                                 ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64,
+                                 ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
         self._template = _template()
+        self._record_templates = functools.lru_cache(maxsize=64)(_record_template)
         self._record_xattr = os.fsencode(RECORD_XATTR)
         self._object_xattr = os.fsencode(OBJECT_XATTR)
         self._tmp_prefix = os.fsencode(TMP_PREFIX)
@@ -125,11 +193,38 @@ class LaneCore:
         if rc != 0:
             log.warning("the lane's C core ran out of memory; the rest of the group goes the Python way")
         answers = []
-        for status, fd, err, ino, dev, mode, uid, gid, size, mtime, atime, ctime, obj_ino, sha in \
+        for status, fd, err, ino, dev, mode, uid, gid, size, mtime, atime, ctime, obj_fd, obj_ino, obj_dev, sha in \
                 _OUT.iter_unpack(out.raw):
             answers.append(Staged(status, fd, err, Seen(ino, dev, mode, uid, gid, size, mtime, atime, ctime),
-                                  obj_ino, sha.decode("ascii")))
+                                  obj_fd, obj_ino, obj_dev, sha.decode("ascii")))
         return answers
+
+    def commit(self, files: Sequence[ToCommit], *, target: str, premigrate: bool,
+               stub_limit: int) -> list[Committed]:
+        """Verify, check and record files staged by ``stage`` (see ``lane_commit`` in
+        ``lanecore.c``); one answer per file, in order. The records are what ``HsmRecord.to_bytes`` gives for
+        ``premigrated``, or ``migrated`` pending ``stub`` with ``min(stub_limit, size)`` kept."""
+        count = len(files)
+        if count == 0:
+            return []
+        template = self._record_templates(target, premigrate)
+        packed = b"".join(_OUT.pack(STAGED, f.fd, 0, f.seen.st_ino, f.seen.st_dev, f.seen.st_mode, f.seen.st_uid,
+                                    f.seen.st_gid, f.seen.st_size, f.seen.st_mtime_ns, f.seen.st_atime_ns,
+                                    f.seen.st_ctime_ns, f.obj_fd, f.obj_ino, f.obj_dev, f.sha256.encode("ascii"))
+                          for f in files)
+        out = ctypes.create_string_buffer(_COMMIT_OUT.size * count)
+        rc = self._commit(count, packed, struct.pack(f"<{count}i", *(f.src_dir for f in files)),
+                          b"\0".join(os.fsencode(f.name) for f in files) + b"\0",
+                          struct.pack(f"<{count}i", *(f.obj_dir for f in files)),
+                          b"\0".join(os.fsencode(f.obj_name) for f in files) + b"\0",
+                          b"\0".join(_escape(f.key)[1:-1].encode("ascii") for f in files) + b"\0",
+                          template, len(template), 0 if premigrate else stub_limit, 0 if premigrate else 1,
+                          self._record_xattr, out)
+        if rc != 0:
+            log.warning("the lane's C core ran out of memory; some files were handed back")
+        return [Committed(status, err, tuple(name for name, bit in CHANGES if changes & bit) if changes else (),
+                          Recorded(size, mtime, ctime))
+                for status, err, changes, size, mtime, ctime in _COMMIT_OUT.iter_unpack(out.raw)]
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from agent import actions, lane, native
 from agent.drivers.fs import FolderStore, encode_metadata
 from agent.drivers.posix import PosixFilesystem
 from agent.hsm.metadata import ObjectMetadata, parse_metadata, to_metadata
-from agent.hsm.state import HsmState, Pending, read_record, write_record
+from agent.hsm.state import HsmRecord, HsmState, Pending, read_record, write_record
 from tests.agent.hsm_fixtures import manifest, sha256_file, write_random
 from tests.conftest import require
 
@@ -142,7 +142,30 @@ def test_the_object_metadata_is_byte_for_byte_what_the_encoder_gives(space, targ
             mtime_ns=st.st_mtime_ns, atime_ns=st.st_atime_ns, path=str(f.relative_to(space)), inode=st.st_ino,
             ctime_ns=st.st_ctime_ns)))
         assert raw == want
+        assert os.getxattr(f, "user.hub.hsm") == HsmRecord(
+            HsmState.PREMIGRATED, "t", o["key"], sha256_file(f), st.st_size, mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino, ctime_ns=st.st_ctime_ns).to_bytes()
     assert "hubpath" not in object_xattr(target / out[-1]["key"])  # too long: left out, as to_metadata does
+
+
+def test_a_migrated_record_is_byte_for_byte_what_hsm_record_gives(space, target, monkeypatch):
+    files = [write_random(space / f"{i}.bin", size, seed=i) for i, size in enumerate([0, 50, 100, 5000])]
+    seen = {f: os.stat(f) for f in files}
+    raw: dict[Path, bytes] = {}
+
+    def failpoint(step: str) -> None:
+        if step == "lane:state-synced":  # written and synced, pending the stub
+            raw.update({f: os.getxattr(f, "user.hub.hsm") for f in files})
+
+    monkeypatch.setattr("agent.drivers.posix._failpoint", failpoint)
+    out = actions.migrate(ctx(space, target, lane_workers=0), items(files), target="t", stub_size=100)
+    assert statuses(out) == {"processed": len(files)}
+    for f, o in zip(files, out, strict=True):
+        st = seen[f]
+        assert raw[f] == HsmRecord(
+            HsmState.MIGRATED, "t", o["key"], sha256_file(target / o["key"]), st.st_size, mtime_ns=st.st_mtime_ns,
+            inode=st.st_ino, ctime_ns=st.st_ctime_ns, pending=Pending.STUB, stub_size=min(100, st.st_size)).to_bytes()
+        assert read_record(f).pending is None and read_record(f).stub_size == min(100, st.st_size)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -247,6 +270,37 @@ def test_a_file_changed_after_its_upload_is_not_recorded_and_its_object_is_disca
     assert victim.read_bytes() == original + b"a user's append"  # nothing released
     assert not (target / "2.bin").exists()  # the object of the old content is discarded
     assert [by_path[str(f)]["status"] for f in files if f != victim] == ["processed"] * 4
+
+
+def test_an_object_removed_or_replaced_before_the_commit_fails_its_file_and_nothing_is_recorded(
+        space, target, monkeypatch):
+    """Between the upload and the record, the object itself is checked: gone, or another file at
+    its key (same name, other inode), and the source keeps no record; a source renamed away is
+    "modified" (its inode is no longer at its name)."""
+    files = [write_random(space / f"{i}.bin", 3000 + i, seed=i) for i in range(5)]
+    calls: list[str] = []
+
+    def failpoint(step: str) -> None:
+        calls.append(step)
+        if step == "lane:uploaded" and calls.count(step) == len(files):  # every object is linked
+            (target / "1.bin").unlink()
+            (target / "2.bin").unlink()
+            (target / "2.bin").write_bytes(b"x" * 3002)  # same size, another inode
+            os.rename(space / "3.bin", space / "3-renamed.bin")
+
+    monkeypatch.setattr("agent.drivers.posix._failpoint", failpoint)
+    out = actions.migrate(ctx(space, target, lane_workers=0), items(files), target="t", premigrate=True)
+    by_name = {Path(o["path"]).name: o for o in out}
+    assert by_name["1.bin"]["status"] == "failed"
+    assert by_name["1.bin"]["message"].startswith("verification failed: the object is gone (No such file")
+    assert by_name["2.bin"]["status"] == "failed"
+    assert by_name["2.bin"]["message"] == "verification failed: the object at the key was replaced"
+    assert (target / "2.bin").read_bytes() == b"x" * 3002  # left as it is
+    assert by_name["3.bin"]["status"] == "failed" and "inode changed)" in by_name["3.bin"]["message"]
+    assert not (target / "3.bin").exists()  # its object is discarded
+    assert read_record(space / "3-renamed.bin") is None
+    assert [read_record(space / f"{i}.bin") is None for i in (1, 2)] == [True, True]
+    assert [by_name[f"{i}.bin"]["status"] for i in (0, 4)] == ["processed", "processed"]
 
 
 def test_a_file_changed_while_the_groups_records_are_synced_is_not_released(space, target, monkeypatch):

@@ -53,7 +53,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import cast
 
 from agent import native
 from agent.drivers import posix
@@ -119,7 +118,7 @@ class _Staged:
     sha256: str
     metadata: bytes | None = None  # the Python loop: the metadata xattr it wrote
     obj_fd: int = -1  # the C core: the object, held open until the commit
-    obj_dev: int = 0
+    raw: bytes = b""  # the C core: its answer, passed back to its commit
     record: HsmRecord | None = None
     recorded: os.stat_result | native.Recorded | None = None  # the file just after its record was written
 
@@ -190,7 +189,8 @@ class _GroupRun:
                 self._release([item for item, done in zip(self.staged, committed, strict=True) if done])
         finally:
             for item in self.staged:
-                os.close(item.fd)
+                if item.fd >= 0:
+                    os.close(item.fd)
                 if item.obj_fd >= 0:
                     os.close(item.obj_fd)
             self.src_dirs.close()
@@ -281,8 +281,7 @@ class _GroupRun:
         for (index, src_dir, name, key, obj_dir, obj_name), answer in zip(todo, answers, strict=True):
             if answer.status == native.STAGED:
                 self.staged.append(_Staged(index, answer.fd, src_dir, name, answer.seen, key, obj_dir, obj_name,
-                                           answer.obj_ino, answer.sha256, obj_fd=answer.obj_fd,
-                                           obj_dev=answer.obj_dev))
+                                           answer.obj_ino, answer.sha256, obj_fd=answer.obj_fd, raw=answer.raw))
                 posix._failpoint("lane:uploaded")  # (per file, as in ``_stage``; all are linked by now)
             elif answer.status == native.SHORT:
                 self.results[index] = _modified(s, ["size"])
@@ -330,18 +329,21 @@ class _GroupRun:
     # --- 4: verify, check, record ------------------------------------------------------------------------
     def _commit_all(self, core: native.LaneCore | None) -> list[bool]:
         """Step 4 for every staged file, in the C core where it is loaded; whether each was recorded."""
-        by_core = [item for item in self.staged if item.obj_fd >= 0] if core is not None else []
+        by_core = [item for item in self.staged if item.raw] if core is not None else []
         if not by_core:
             return [self._commit(item) for item in self.staged]
         assert core is not None
         s = self.settings
         try:
-            answers = core.commit([native.ToCommit(i.fd, cast(native.Seen, i.st), i.obj_fd, i.obj_ino, i.obj_dev,
-                                                   i.sha256, i.src_dir, i.name, i.obj_dir, i.obj_name, i.key)
+            answers = core.commit([native.ToCommit(i.raw, i.src_dir, i.name, i.obj_dir, i.obj_name, i.key)
                                    for i in by_core],
                                   target=s.target_name, premigrate=s.premigrate, stub_limit=s.stub_size)
         except RuntimeError:  # no template for this target's name: the Python loop
             return [self._commit(item) for item in self.staged]
+        for item in by_core:  # closed by the core
+            item.obj_fd = -1
+            if s.premigrate:
+                item.fd = -1
         done: dict[int, bool] = {}
         for item, answer in zip(by_core, answers, strict=True):
             if answer.status == native.COMMITTED:
@@ -359,7 +361,7 @@ class _GroupRun:
             # HAND_BACK: its object removed, nothing recorded; the general path starts over
             done[item.index] = answer.status == native.COMMITTED
         # Staged by the Python loop (a path the core's template cannot hold): committed the same way.
-        return [done[item.index] if item.obj_fd >= 0 else self._commit(item) for item in self.staged]
+        return [done[item.index] if item.raw else self._commit(item) for item in self.staged]
 
     def _record(self, item: _Staged) -> HsmRecord:
         s, st = self.settings, item.st

@@ -19,8 +19,8 @@ import logging
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from agent.drivers.fs import TMP_PREFIX, encode_metadata
 from agent.drivers.fs import XATTR_NAME as OBJECT_XATTR
@@ -31,7 +31,7 @@ from agent.hsm.state import HsmRecord, HsmState, Pending
 log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).with_name("_lanecore.so")
-ABI_VERSION = 4
+ABI_VERSION = 5
 #: Set to "0" to never load the core (the lane then runs its Python loop).
 ENV_SWITCH = "AGENT_LANE_NATIVE"
 
@@ -45,8 +45,7 @@ _COMMIT_OUT = struct.Struct("<6q")  # struct lane_commit_out
 _escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
+class Seen(NamedTuple):
     """The source as the core saw it when it opened it (the fields the lane uses of a stat)."""
 
     st_ino: int
@@ -60,8 +59,7 @@ class Seen:
     st_ctime_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class Staged:
+class Staged(NamedTuple):
     """One file's answer from the core. ``status``: STAGED (``fd`` is open and locked, the object
     is linked at its key), HAND_BACK (nothing done; ``err`` says why), SHORT (it read short: the
     file changed size; nothing uploaded)."""
@@ -74,6 +72,7 @@ class Staged:
     obj_ino: int
     obj_dev: int
     sha256: str
+    raw: bytes  # the core's answer as it gave it (``commit`` passes it back)
 
 
 def _template() -> bytes:
@@ -94,8 +93,7 @@ def _template() -> bytes:
     return raw
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
     """The file just after its record was written."""
 
     st_size: int
@@ -103,8 +101,7 @@ class Recorded:
     st_ctime_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
+class Committed(NamedTuple):
     """One file's answer from ``LaneCore.commit``: ``status`` COMMITTED (recorded), HAND_BACK
     (its object removed, nothing recorded), GONE or RECORD_FAILED (``err``), REPLACED (another
     object is at the key), MODIFIED (``changed`` names what; its object removed)."""
@@ -115,16 +112,10 @@ class Committed:
     recorded: Recorded
 
 
-@dataclass(frozen=True, slots=True)
-class ToCommit:
+class ToCommit(NamedTuple):
     """What ``LaneCore.commit`` needs of one staged file."""
 
-    fd: int
-    seen: Seen
-    obj_fd: int
-    obj_ino: int
-    obj_dev: int
-    sha256: str
+    staged: bytes  # ``Staged.raw``
     src_dir: int
     name: str
     obj_dir: int
@@ -162,7 +153,7 @@ class LaneCore:
         self._commit.restype = ctypes.c_int
         self._commit.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
                                  ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64,
-                                 ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
+                                 ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
         self._template = _template()
         self._record_templates = functools.lru_cache(maxsize=64)(_record_template)
         self._record_xattr = os.fsencode(RECORD_XATTR)
@@ -173,10 +164,8 @@ class LaneCore:
     def metadata_path(rel: str) -> bytes | None:
         """``rel`` as the template's path value, or None when ``to_metadata`` would leave the path
         out (too long): the core's template always has one, so such a file takes the Python loop."""
-        encoded = encode_path(rel)
-        if len(encoded) > MAX_PATH_CHARS:
-            return None
-        return _escape(encoded)[1:-1].encode("ascii")
+        encoded = encode_path(rel)  # percent-encoded: nothing in it needs a JSON escape
+        return None if len(encoded) > MAX_PATH_CHARS else encoded.encode("ascii")
 
     def stage(self, src_dirs: Sequence[int], names: Sequence[bytes], obj_dirs: Sequence[int],
               obj_names: Sequence[bytes], paths: Sequence[bytes], *, open_flags: int, noatime: int,
@@ -193,25 +182,25 @@ class LaneCore:
         if rc != 0:
             log.warning("the lane's C core ran out of memory; the rest of the group goes the Python way")
         answers = []
-        for status, fd, err, ino, dev, mode, uid, gid, size, mtime, atime, ctime, obj_fd, obj_ino, obj_dev, sha in \
-                _OUT.iter_unpack(out.raw):
+        raw, width = out.raw, _OUT.size
+        for at, (status, fd, err, ino, dev, mode, uid, gid, size, mtime, atime, ctime, obj_fd, obj_ino, obj_dev,
+                 sha) in enumerate(_OUT.iter_unpack(raw)):
             answers.append(Staged(status, fd, err, Seen(ino, dev, mode, uid, gid, size, mtime, atime, ctime),
-                                  obj_fd, obj_ino, obj_dev, sha.decode("ascii")))
+                                  obj_fd, obj_ino, obj_dev, sha.decode("ascii"), raw[at * width:(at + 1) * width]))
         return answers
 
     def commit(self, files: Sequence[ToCommit], *, target: str, premigrate: bool,
                stub_limit: int) -> list[Committed]:
         """Verify, check and record files staged by ``stage`` (see ``lane_commit`` in
-        ``lanecore.c``); one answer per file, in order. The records are what ``HsmRecord.to_bytes`` gives for
-        ``premigrated``, or ``migrated`` pending ``stub`` with ``min(stub_limit, size)`` kept."""
+        ``lanecore.c``); one answer per file, in order. It closes every object descriptor, and
+        for ``premigrate`` (nothing to release after) every source descriptor. The records are
+        what ``HsmRecord.to_bytes`` gives for ``premigrated``, or ``migrated`` pending ``stub``
+        with ``min(stub_limit, size)`` kept."""
         count = len(files)
         if count == 0:
             return []
         template = self._record_templates(target, premigrate)
-        packed = b"".join(_OUT.pack(STAGED, f.fd, 0, f.seen.st_ino, f.seen.st_dev, f.seen.st_mode, f.seen.st_uid,
-                                    f.seen.st_gid, f.seen.st_size, f.seen.st_mtime_ns, f.seen.st_atime_ns,
-                                    f.seen.st_ctime_ns, f.obj_fd, f.obj_ino, f.obj_dev, f.sha256.encode("ascii"))
-                          for f in files)
+        packed = b"".join(f.staged for f in files)
         out = ctypes.create_string_buffer(_COMMIT_OUT.size * count)
         rc = self._commit(count, packed, struct.pack(f"<{count}i", *(f.src_dir for f in files)),
                           b"\0".join(os.fsencode(f.name) for f in files) + b"\0",
@@ -219,7 +208,7 @@ class LaneCore:
                           b"\0".join(os.fsencode(f.obj_name) for f in files) + b"\0",
                           b"\0".join(_escape(f.key)[1:-1].encode("ascii") for f in files) + b"\0",
                           template, len(template), 0 if premigrate else stub_limit, 0 if premigrate else 1,
-                          self._record_xattr, out)
+                          1 if premigrate else 0, self._record_xattr, out)
         if rc != 0:
             log.warning("the lane's C core ran out of memory; some files were handed back")
         return [Committed(status, err, tuple(name for name, bit in CHANGES if changes & bit) if changes else (),

@@ -63,7 +63,7 @@ struct lane_commit_out {
     int64_t size, mtime_ns, ctime_ns;  /* the file just after its record was written */
 };
 
-int lane_abi_version(void) { return 4; }
+int lane_abi_version(void) { return 5; }
 
 /* Nanoseconds since the epoch, or -1 (with *ok cleared) if it does not fit in 64 bits. */
 static int64_t ns_of(struct timespec ts, int *ok) {
@@ -308,12 +308,13 @@ int lane_stage(int n, const int32_t *src_dirs, const char *names, const int32_t 
  * Commit `n` staged files. `io[i]` is the file's staging answer (its fd, what was seen, its
  * object's inode and checksum); `keys` are the JSON-escaped object keys, NUL-separated.
  * `stub_limit`: the record's stub size is min(stub_limit, size). `want_recorded`: fill in the
- * file's size and times after its record was written (for the release that follows).
+ * file's size and times after its record was written (for the release that follows). Every
+ * object descriptor is closed on return, and with `close_source` every source descriptor.
  */
 int lane_commit(int n, const struct lane_out *io, const int32_t *src_dirs, const char *names,
                 const int32_t *obj_dirs, const char *obj_names, const char *keys, const char *tmpl,
-                size_t tmpl_len, int64_t stub_limit, int want_recorded, const char *record_xattr,
-                struct lane_commit_out *out) {
+                size_t tmpl_len, int64_t stub_limit, int want_recorded, int close_source,
+                const char *record_xattr, struct lane_commit_out *out) {
     struct buf record = {0};
     int rc = 0;
     for (int i = 0; i < n; i++, names = next_string(names), obj_names = next_string(obj_names),
@@ -380,6 +381,10 @@ int lane_commit(int n, const struct lane_out *io, const int32_t *src_dirs, const
     keep:
         o->err = errno;
         o->status = LANE_HAND_BACK;
+    }
+    for (int i = 0; i < n; i++) {  /* every object descriptor, and the sources' when asked */
+        close((int)io[i].obj_fd);
+        if (close_source) close((int)io[i].fd);
     }
     free(record.data);
     return rc;

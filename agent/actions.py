@@ -283,7 +283,7 @@ class _Batch:
         self.jobid = jobid
         self.abort_missing = abort_missing
         self.stores = _StorePool(ctx.open_target)
-        self._parents: dict[str, str] = {}  # each parent directory's place in its space (``resolve``)
+        self._parents: dict[str, tuple[str, str]] = {}  # each parent directory's place (``resolve``)
         self._items = items
         self._needs_existing = needs_existing
         self.paths: builtins.list[_Path] = []  # planned so far, in batch order (see ``_planning``)

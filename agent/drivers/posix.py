@@ -236,19 +236,32 @@ class PosixFilesystem:
             if not os.path.isabs(lexical) or not os.path.isdir(lexical):
                 raise ValueError(f"space root {lexical!r} is not an existing absolute directory")
             self._roots.append((lexical, os.path.realpath(lexical)))
+        # With no root inside another, a path's space and parent depend only on its parent's
+        # spelling, so ``resolve`` may answer from a batch's cache by that spelling alone.
+        self._flat_roots = not any(a != b and _within(a, b) for a, _ in self._roots for b, _ in self._roots)
         self.key_prefix = key_prefix
         self.chunk_size = chunk_size
         self.retry = retry if retry is not None else RetryPolicy()
 
     # --- path safety -----------------------------------------------------------------------------
-    def resolve(self, path: str | os.PathLike[str], *, parents: dict[str, str] | None = None) -> SpacePath:
+    def resolve(self, path: str | os.PathLike[str], *,
+                parents: dict[str, tuple[str, str]] | None = None) -> SpacePath:
         """Map ``path`` to its space, refusing anything that is or leads outside one.
 
-        ``parents`` caches each parent directory's place in its space for one batch (a batch lists
-        hundreds of files per directory, and ``realpath`` costs a ``lstat`` per component); the
-        operations themselves open directories without following links, so a symlink swapped in
-        after the lookup is still refused there."""
+        ``parents`` caches, for one batch, each parent directory's place in its space by the
+        parent's spelling in the paths given (a batch lists hundreds of files per directory, and
+        ``realpath`` costs a ``lstat`` per component): a path whose parent is spelled as one
+        seen before needs only its last component checked. The operations themselves open
+        directories without following links, so a symlink swapped in after the lookup is still
+        refused there."""
         raw = os.fsdecode(os.fspath(path))
+        head, _, last = raw.rpartition("/")
+        plain = last not in ("", ".", "..")  # then the parent is spelled ``head``, whatever it holds
+        if parents is not None and plain and self._flat_roots:
+            known = parents.get(head)
+            if known is not None and "\0" not in last:
+                real, parent_rel = known
+                return SpacePath(real, f"{parent_rel}/{last}" if parent_rel else last)
         if "\0" in raw:
             raise PathRefused("NUL in path")
         if not os.path.isabs(raw):
@@ -264,18 +277,15 @@ class PosixFilesystem:
         if not rel:
             return SpacePath(real, "")
         parent, _, name = rel.rpartition("/")
-        if not parent:
-            return SpacePath(real, name)
-        joined = real + "/" + parent
-        parent_rel = parents.get(joined) if parents is not None else None
-        if parent_rel is None:
-            parent_real = os.path.realpath(joined)
+        if parent:
+            parent_real = os.path.realpath(real + "/" + parent)
             if not _within(parent_real, real):
                 raise PathRefused("a symlink in the path leads outside the space")
-            parent_rel = os.path.relpath(parent_real, real)
-            if parents is not None:
-                parents[joined] = parent_rel
-        return SpacePath(real, name if parent_rel == "." else f"{parent_rel}/{name}")
+            parent = os.path.relpath(parent_real, real)
+            parent = "" if parent == "." else parent
+        if parents is not None and plain:
+            parents[head] = (real, parent)
+        return SpacePath(real, f"{parent}/{name}" if parent else name)
 
     def _open_dir(self, root: str, parts: Sequence[str], *, create: bool = False) -> int:
         """Open the directory ``root/parts...`` one component at a time, never following a

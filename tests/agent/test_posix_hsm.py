@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -453,6 +454,41 @@ def test_paths_resolve_to_a_symlink_free_space_relative_form(fs, space):
 def test_paths_outside_the_roots_or_with_dotdot_are_refused(fs, space, bad):
     with pytest.raises(PathRefused):
         fs.resolve(bad.format(space=space))
+
+
+def _spellings(space: Path) -> list[str]:
+    """Paths spelled every way a batch might give them, in an order that would poison a cache
+    keyed carelessly (a trailing slash, a dot, a root, a symlinked parent, an escape)."""
+    s = str(space)
+    return [f"{s}/a/", f"{s}/a/x", f"{s}/a/.", f"{s}/a/y", f"{s}//./a/z", f"{s}/alias/w", f"{s}/alias/v",
+            s, f"{s}/", f"{s}/top", f"{s}/escape/secret", f"{s}/escape/other", f"{s}/a/b/..", f"{s}/a/b/c",
+            f"{s}/a/b/", f"{s}/a/b/d", f"{s}/a/\0x", f"{s}/a/.."]
+
+
+def _answer(fs: PosixFilesystem, path: str, parents: dict | None) -> object:
+    try:
+        return fs.resolve(path, parents=parents)
+    except PathRefused as exc:
+        return f"refused: {exc}"
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_a_batchs_parent_cache_answers_exactly_as_a_fresh_resolve(tmp_path, nested):
+    space = tmp_path / "space"
+    (space / "a" / "b").mkdir(parents=True)
+    os.symlink("a", space / "alias")
+    (tmp_path / "outside").mkdir()
+    os.symlink(tmp_path / "outside", space / "escape")
+    roots = [space, space / "a" / "b"] if nested else [space]
+    fs = PosixFilesystem(roots, chunk_size=CHUNK)
+    paths = _spellings(space)
+    fresh = [_answer(fs, p, None) for p in paths]
+    assert fresh[1] == SpacePath(str(space), "a/x") and fresh[5] == SpacePath(str(space), "a/w")
+    assert str(fresh[10]).startswith("refused")
+    for order in (paths, paths[::-1], paths + paths):
+        cache: dict = {}
+        cached = {p: _answer(fs, p, cache) for p in order}
+        assert [cached[p] for p in paths] == fresh
 
 
 def test_multiple_roots_each_keep_their_own_paths(tmp_path, store):

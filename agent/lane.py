@@ -177,6 +177,8 @@ class _GroupRun:
     def run(self) -> list[LaneResult]:
         try:
             core = native.core() if self.settings.native else None
+            if core is not None and not core.can_record(self.settings.target_name, self.settings.premigrate):
+                core = None
             if core is not None:
                 self._stage_native(core)
             else:
@@ -334,12 +336,9 @@ class _GroupRun:
             return [self._commit(item) for item in self.staged]
         assert core is not None
         s = self.settings
-        try:
-            answers = core.commit([native.ToCommit(i.raw, i.src_dir, i.name, i.obj_dir, i.obj_name, i.key)
-                                   for i in by_core],
-                                  target=s.target_name, premigrate=s.premigrate, stub_limit=s.stub_size)
-        except RuntimeError:  # no template for this target's name: the Python loop
-            return [self._commit(item) for item in self.staged]
+        answers = core.commit([native.ToCommit(i.raw, i.src_dir, i.name, i.obj_dir, i.obj_name, i.key)
+                               for i in by_core],
+                              target=s.target_name, premigrate=s.premigrate, stub_limit=s.stub_size)
         for item in by_core:  # closed by the core
             item.obj_fd = -1
             if s.premigrate:

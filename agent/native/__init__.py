@@ -155,7 +155,7 @@ class LaneCore:
                                  ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64,
                                  ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
         self._template = _template()
-        self._record_templates = functools.lru_cache(maxsize=64)(_record_template)
+        self._record_templates: dict[tuple[str, bool], bytes | None] = {}
         self._record_xattr = os.fsencode(RECORD_XATTR)
         self._object_xattr = os.fsencode(OBJECT_XATTR)
         self._tmp_prefix = os.fsencode(TMP_PREFIX)
@@ -189,6 +189,21 @@ class LaneCore:
                                   obj_fd, obj_ino, obj_dev, sha.decode("ascii"), raw[at * width:(at + 1) * width]))
         return answers
 
+    def can_record(self, target: str, premigrate: bool) -> bool:
+        """Whether ``commit`` can write records for ``target`` (its name could, in theory, make
+        the template ambiguous; then the lane keeps to its Python loop for that target)."""
+        return self._record_template(target, premigrate) is not None
+
+    def _record_template(self, target: str, premigrate: bool) -> bytes | None:
+        key = (target, premigrate)
+        if key not in self._record_templates:
+            try:
+                self._record_templates[key] = _record_template(target, premigrate)
+            except RuntimeError as exc:
+                log.warning("the lane's C core will not record for target %r: %s", target, exc)
+                self._record_templates[key] = None
+        return self._record_templates[key]
+
     def commit(self, files: Sequence[ToCommit], *, target: str, premigrate: bool,
                stub_limit: int) -> list[Committed]:
         """Verify, check and record files staged by ``stage`` (see ``lane_commit`` in
@@ -199,7 +214,9 @@ class LaneCore:
         count = len(files)
         if count == 0:
             return []
-        template = self._record_templates(target, premigrate)
+        template = self._record_template(target, premigrate)
+        if template is None:
+            raise ValueError(f"no record template for target {target!r} (see can_record)")
         packed = b"".join(f.staged for f in files)
         out = ctypes.create_string_buffer(_COMMIT_OUT.size * count)
         rc = self._commit(count, packed, struct.pack(f"<{count}i", *(f.src_dir for f in files)),

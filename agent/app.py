@@ -209,7 +209,8 @@ class Runtime:
         return actions.ActionContext(roots=[str(root) for root in self.config.roots],
                                      open_target=self.state.open_target, should_cancel=should_cancel,
                                      progress=progress, progress_interval=PROGRESS_INTERVAL,
-                                     lane_workers=self.config.small_file_workers)
+                                     lane_workers=self.config.small_file_workers,
+                                     lane_native=self.config.small_file_native)
 
 
 def register_order_tasks(runtime: Runtime) -> None:

@@ -114,6 +114,7 @@ class AgentConfig:
     pool: str = "prefork"
     inventory_budget: float = 5.0
     small_file_workers: int = 0  # processes of the small-file lane (agent.lane); 0: the task's own thread
+    small_file_native: bool = True  # the lane's C core (agent.native) where it is built; False: its Python loop
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -184,6 +185,18 @@ def _choice(choices: tuple[str, ...], *, upper: bool = False) -> Callable[[Any],
         return text
 
     return parse
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError(f"{text!r} is not a yes/no value ({', '.join(_TRUE)} or {', '.join(_FALSE)})")
 
 
 def _broker_url(value: Any) -> str:
@@ -297,6 +310,7 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "pool": (_choice(POOLS), "AGENT_POOL"),
     "inventory_budget": (_number(0, 3600), "AGENT_INVENTORY_BUDGET"),
     "small_file_workers": (_number(0, 256, int), "AGENT_SMALL_FILE_WORKERS"),
+    "small_file_native": (_boolean, "AGENT_SMALL_FILE_NATIVE"),
 }
 ENV_KEYS = {env: key for key, (_, env) in KEYS.items()}
 
@@ -323,6 +337,7 @@ def _defaults(environ: Mapping[str, str]) -> dict[str, Any]:
         "pool": "prefork",
         "inventory_budget": 5,
         "small_file_workers": 2 * (os.cpu_count() or 1),  # a worker waiting on a sync leaves its core to another
+        "small_file_native": True,
     }
 
 
@@ -435,6 +450,7 @@ def load_config(
         pool=values["pool"],
         inventory_budget=values["inventory_budget"],
         small_file_workers=values["small_file_workers"],
+        small_file_native=values["small_file_native"],
         sources=sources,
     )
 
@@ -477,6 +493,7 @@ def describe(config: AgentConfig) -> dict[str, Any]:
         "pool": config.pool,
         "inventory_budget": config.inventory_budget,
         "small_file_workers": config.small_file_workers,
+        "small_file_native": config.small_file_native,
     }
     sources.setdefault("control_queue", "site and node")
     return {key: {"value": value, "from": sources.get(key, "default")} for key, value in values.items()}

@@ -153,10 +153,16 @@ def print_table(measures: Sequence[Measure]) -> None:
 def ratio_line(label: str, ours: Measure, baseline: Measure, goal: float | None) -> bool:
     """Print ``ours / baseline`` against the goal; True when the goal is met (or there is none)."""
     ratio = ours.median / baseline.median
+    # Each round's own ratio too: the two sides of a round ran minutes apart at most, so on a
+    # machine whose speed drifts these show the spread the medians hide.
+    paired = ""
+    if len(ours.times) > 1 and len(ours.times) == len(baseline.times):
+        rounds = zip(ours.times, baseline.times, strict=True)
+        paired = " [per round: " + ", ".join(f"{a / b:.2f}" for a, b in rounds) + "]"
     if goal is None:
-        print(f"ratio {label}: {ratio:.2f}x ({ours.name} / {baseline.name}; no goal, reported)")
+        print(f"ratio {label}: {ratio:.2f}x ({ours.name} / {baseline.name}; no goal, reported){paired}")
         return True
     met = ratio <= goal
     verdict = "goal met" if met else "MISSED GOAL"
-    print(f"ratio {label}: {ratio:.2f}x (goal <= {goal}x) {verdict}")
+    print(f"ratio {label}: {ratio:.2f}x (goal <= {goal}x) {verdict}{paired}")
     return met

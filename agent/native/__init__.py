@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).with_name("_lanecore.so")
 ABI_VERSION = 5
-#: Set to "0" to never load the core (the lane then runs its Python loop).
-ENV_SWITCH = "AGENT_LANE_NATIVE"
+#: The agent's ``small_file_native`` setting: "0" (or another no) never loads the core in this
+#: process, whatever its callers ask (the lane then runs its Python loop).
+ENV_SWITCH = "AGENT_SMALL_FILE_NATIVE"
 
 STAGED, HAND_BACK, SHORT = 0, 1, 2  # lane_stage's answers
 COMMITTED, GONE, REPLACED, MODIFIED, RECORD_FAILED = 0, 3, 4, 5, 6  # lane_commit's (and HAND_BACK)
@@ -235,8 +236,8 @@ class LaneCore:
 
 @functools.cache
 def core() -> LaneCore | None:
-    """The C core, or None (not built, switched off with ``AGENT_LANE_NATIVE=0``, or unloadable)."""
-    if os.environ.get(ENV_SWITCH, "1") == "0" or not LIBRARY.exists():
+    """The C core, or None (not built, switched off with ``AGENT_SMALL_FILE_NATIVE=0``, or unloadable)."""
+    if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off") or not LIBRARY.exists():
         return None
     try:
         lib = ctypes.CDLL(str(LIBRARY))

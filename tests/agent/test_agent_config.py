@@ -92,6 +92,13 @@ def test_the_config_file_can_come_from_agent_config(tmp_path: Path):
     assert load_config(environ={"AGENT_CONFIG": str(config_file)}).hub_queue == "hub2"
 
 
+def test_the_lanes_c_core_is_on_by_default_and_can_be_switched_off():
+    assert load_config(environ={"AGENT_SITE": "lab"}).small_file_native is True
+    for off in ("0", "false", "No", "off"):
+        assert load_config(environ={"AGENT_SITE": "lab", "AGENT_SMALL_FILE_NATIVE": off}).small_file_native is False
+    assert load_config(environ={"AGENT_SITE": "lab", "AGENT_SMALL_FILE_NATIVE": "yes"}).small_file_native is True
+
+
 def test_small_file_workers_default_to_twice_the_cpu_count_and_zero_is_allowed():
     assert load_config(environ={"AGENT_SITE": "lab"}).small_file_workers == 2 * (os.cpu_count() or 1)
     assert load_config(environ={"AGENT_SITE": "lab", "AGENT_SMALL_FILE_WORKERS": "0"}).small_file_workers == 0
@@ -115,6 +122,7 @@ def test_queues_from_the_environment_always_include_the_default_queue():
     ({"AGENT_STAET_DIR": "/tmp"}, "unknown environment variable AGENT_STAET_DIR"),
     ({"AGENT_POOL": "gevent"}, "not one of prefork, threads, solo"),
     ({"AGENT_SMALL_FILE_WORKERS": "-1"}, "small_file_workers"),
+    ({"AGENT_SMALL_FILE_NATIVE": "maybe"}, "small_file_native"),
     ({"AGENT_SMALL_FILE_WORKERS": "two"}, "small_file_workers"),
 ])
 def test_bad_values_are_errors_naming_the_key_and_source(environ: dict[str, str], message: str):

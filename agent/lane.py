@@ -130,11 +130,11 @@ class _Dirs:
         self._open_dir = open_dir
         self._fds: dict[str, int] = {}
 
-    def get(self, parts: list[str]) -> int:
-        joined = "/".join(parts)
+    def get(self, joined: str) -> int:
+        """The directory ``joined`` ("a/b", "" for the root)."""
         fd = self._fds.get(joined)
         if fd is None:
-            fd = self._fds[joined] = self._open_dir(parts)
+            fd = self._fds[joined] = self._open_dir(joined.split("/") if joined else [])
         return fd
 
     def close(self) -> None:
@@ -212,7 +212,7 @@ class _GroupRun:
         s = self.settings
         parent, _, name = rel.rpartition("/")
         try:
-            src_dir = self.src_dirs.get(parent.split("/") if parent else [])
+            src_dir = self.src_dirs.get(parent)
             fd = self._open_source(src_dir, name)
         except (OSError, PathRefused):
             return  # missing, a symlink, a directory...: the general path says which
@@ -238,7 +238,7 @@ class _GroupRun:
                 ctime_ns=st.st_ctime_ns))
             key = self.fs.object_key(SpacePath(s.space_root, rel))
             segments = self.store._segments(key)
-            obj_dir = self.obj_dirs.get(segments[:-1])
+            obj_dir = self.obj_dirs.get("/".join(segments[:-1]))
             obj_name = segments[-1]
             metadata = encode_metadata(meta)
             obj_ino = self._write_object(obj_dir, obj_name, data, metadata)
@@ -261,20 +261,23 @@ class _GroupRun:
         s = self.settings
         todo: list[tuple[int, int, str, str, int, str]] = []  # index, src_dir, name, key, obj_dir, obj_name
         paths: list[bytes] = []
+        metadata_path, object_key, segments_of = core.metadata_path, self.fs.object_key, self.store._segments
+        src_dirs, obj_dirs, root = self.src_dirs, self.obj_dirs, s.space_root
         for index, rel in enumerate(self.rels):
-            path = core.metadata_path(rel)
+            path = metadata_path(rel)
             if path is None:
                 self._stage(index, rel)
                 continue
             parent, _, name = rel.rpartition("/")
             try:
-                src_dir = self.src_dirs.get(parent.split("/") if parent else [])
-                key = self.fs.object_key(SpacePath(s.space_root, rel))
-                segments = self.store._segments(key)
-                obj_dir = self.obj_dirs.get(segments[:-1])
+                src_dir = src_dirs.get(parent)
+                key = object_key(SpacePath(root, rel))
+                obj_parent, _, obj_name = key.rpartition("/")
+                segments_of(key)  # (checked: a key the folder cannot hold goes the general way)
+                obj_dir = obj_dirs.get(obj_parent)
             except (OSError, DriverError, PathRefused, ValueError):
                 continue  # the general path meets the same error and reports it
-            todo.append((index, src_dir, name, key, obj_dir, segments[-1]))
+            todo.append((index, src_dir, name, key, obj_dir, obj_name))
             paths.append(path)
         flags = ((os.O_RDONLY if s.premigrate else os.O_RDWR) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         answers = core.stage([t[1] for t in todo], [os.fsencode(t[2]) for t in todo], [t[4] for t in todo],

@@ -10,7 +10,7 @@ export HUB_PORT ?= 8000
 # The small-file lane's C core (agent/native/). Optional: without a C compiler and OpenSSL's
 # headers the build is skipped with a warning and the lane runs its Python loop.
 CC ?= cc
-NATIVE := agent/native/_lanecore.so
+NATIVE := agent/native/liblanecore.so.1
 $(NATIVE): agent/native/lanecore.c
 	@$(CC) -O2 -fPIC -shared -Wall -Wextra -o $@.tmp $< -lcrypto && mv $@.tmp $@ \
 		|| { rm -f $@.tmp; echo "warning: $(NATIVE) not built; the small-file lane runs in Python"; }

@@ -1,13 +1,15 @@
-"""The small-file lane's C core (``lanecore.c``): steps 1 and 2 of the lane for a whole group in
-one call, outside the interpreter lock.
+"""The small-file lane's C core (``lanecore.c``): the lane's per-file steps for a whole group
+in two calls (``stage``: open, lock, check, read, hash, write the object; ``commit``: verify,
+check, record), outside the interpreter lock. The release stays in Python.
 
-It is optional. ``make`` builds ``_lanecore.so`` beside this file (``make native``; it needs a C
-compiler and OpenSSL's headers); where it is missing or fails to load, ``core()`` is None and the
-lane runs its Python loop, which follows the same protocol. The tests run the lane both ways.
+It is optional. ``make`` builds ``liblanecore.so.1`` beside this file (``make native``; it needs
+a C compiler and OpenSSL's headers); where it is missing, switched off or fails to load,
+``core()`` is None and the lane runs its Python loop, which follows the same protocol. The tests
+run the lane both ways.
 
-The object metadata the core writes is rendered from a template made here with the real encoder
-(``to_metadata`` and ``encode_metadata`` on sentinel values), so its format has one definition;
-a test compares the core's objects with the Python loop's byte for byte.
+The object metadata and the HSM record the core writes are rendered from templates made here
+with the real encoders (``to_metadata`` + ``encode_metadata``, ``HsmRecord.to_bytes``) on
+sentinel values, so each format has one definition; tests compare the bytes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from agent.hsm.state import HsmRecord, HsmState, Pending
 
 log = logging.getLogger(__name__)
 
-LIBRARY = Path(__file__).with_name("_lanecore.so")
+#: Not named like a Python extension module (``*.so``), which ``import`` would try to load.
+LIBRARY = Path(__file__).with_name("liblanecore.so.1")
 ABI_VERSION = 5
 #: The agent's ``small_file_native`` setting: "0" (or another no) never loads the core in this
 #: process, whatever its callers ask (the lane then runs its Python loop).

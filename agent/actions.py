@@ -467,10 +467,7 @@ class _Batch:
                 if result is None:
                     continue  # the general path decides (a record, a symlink, a taken key...)
                 status, message, key = result
-                done = {"path": p.path, "status": status, "message": message, "size": p.size}
-                if key is not None:
-                    done["key"] = key
-                finished.append((p, cast(PathOutcome, done)))
+                finished.append((p, outcome(p.path, cast(PathStatus, status), message, key=key, size=p.size)))
                 if status == PROCESSED:
                     committed.append(p)
             self._finish_many(finished)

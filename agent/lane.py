@@ -95,7 +95,7 @@ class LaneSettings:
     stub_size: int
     chunk_size: int
     durable: bool  # the store's ``fsync`` setting: sync the target before recording
-    native: bool = True  # steps 1 and 2 in the C core (``agent.native``) where it is built
+    native: bool = True  # steps 1, 2 and 4 in the C core (``agent.native``) where it is built
 
 
 @dataclass(frozen=True)

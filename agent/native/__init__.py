@@ -88,12 +88,18 @@ def _template() -> bytes:
     raw = encode_metadata(to_metadata(ObjectMetadata(
         sha256=sha, size=numbers["s"], mode=mode, uid=numbers["u"], gid=numbers["g"], mtime_ns=numbers["M"],
         atime_ns=numbers["A"], path=path, inode=numbers["I"], ctime_ns=numbers["C"])))
-    marks = {f'"{value}"': code for code, value in numbers.items()}
-    marks.update({f'"{sha}"': "h", f'"{format(mode, "04o")}"': "m", f'"{encode_path(path)}"': "p"})
-    for text, code in marks.items():
+    marks = {f'"{value}"': f'"\x01{code}"' for code, value in numbers.items()}
+    marks.update({f'"{sha}"': '"\x01h"', f'"{format(mode, "04o")}"': '"\x01m"', f'"{encode_path(path)}"': '"\x01p"'})
+    return _marked(raw, marks, "metadata")
+
+
+def _marked(raw: bytes, marks: dict[str, str], what: str) -> bytes:
+    """``raw`` with each sentinel text replaced by its marker; each must occur exactly once, or
+    the template would be ambiguous."""
+    for text, mark in marks.items():
         if raw.count(text.encode()) != 1:
-            raise RuntimeError(f"cannot make the metadata template: {text} is not in it exactly once")
-        raw = raw.replace(text.encode(), f'"\x01{code}"'.encode())
+            raise RuntimeError(f"cannot make the {what} template: {text} is not in it exactly once")
+        raw = raw.replace(text.encode(), mark.encode())
     return raw
 
 
@@ -137,11 +143,7 @@ def _record_template(target: str, premigrate: bool) -> bytes:
                     ctime_ns=numbers["C"], pending=pending, stub_size=0 if premigrate else numbers["S"]).to_bytes()
     marks = {f":{value}": f":\x01{code}" for code, value in numbers.items() if not (premigrate and code == "S")}
     marks.update({f'"{sha}"': '"\x01h"', _escape(key): '"\x01k"'})
-    for text, mark in marks.items():
-        if raw.count(text.encode()) != 1:
-            raise RuntimeError(f"cannot make the record template: {text} is not in it exactly once")
-        raw = raw.replace(text.encode(), mark.encode())
-    return raw
+    return _marked(raw, marks, "record")
 
 
 class LaneCore:

@@ -143,13 +143,19 @@ static int write_all(int fd, const char *data, size_t len) {
 /* Write the object's bytes and metadata to an unnamed file (O_TMPFILE) and link it at `name`,
  * or, where the filesystem has no O_TMPFILE, to a named temporary file as FolderStore does.
  * Returns 0 with *ino set, or an errno (EEXIST: the name is taken; nothing was replaced). */
+/* The object's bytes and metadata into `fd`, and its stat; 0 or -1 with errno. */
+static int fill_object(int fd, const char *data, size_t len, const char *meta, size_t meta_len,
+                       const char *xattr, struct stat *st) {
+    return write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, st) ? -1 : 0;
+}
+
 static int write_object(int dir, const char *name, const char *data, size_t len, const char *meta,
                         size_t meta_len, const char *xattr, const char *tmp_prefix, struct stat *st,
                         int *obj_fd) {
     int fd = openat(dir, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
     if (fd >= 0) {
         int err = 0;
-        if (write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, st)) {
+        if (fill_object(fd, data, len, meta, meta_len, xattr, st)) {
             err = errno;
         } else if (linkat(fd, "", dir, name, AT_EMPTY_PATH)) {
             err = errno;
@@ -177,7 +183,7 @@ static int write_object(int dir, const char *name, const char *data, size_t len,
     fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0) return errno;
     int err = 0;
-    if (write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, st)) err = errno;
+    if (fill_object(fd, data, len, meta, meta_len, xattr, st)) err = errno;
     if (!err && linkat(dir, tmp, dir, name, 0)) err = errno;
     unlinkat(dir, tmp, 0);
     if (err) {

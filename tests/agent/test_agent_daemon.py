@@ -338,13 +338,17 @@ def test_a_cancel_on_the_control_queue_stops_a_running_task_while_every_slot_is_
                   "credentials_ref": {"bucket": 1}, "credentials": sealed}
         assert hub.finished(hub.send(AgentTask.CONFIGURE_TARGET, {"order": target}, queue="lab"))["state"] == "SUCCESS"
 
-        # Enough small files (each fsynced on the target) that the batch outlives the cancel's
-        # journey by far: broker polling, the control worker, the task's once-a-second check.
+        # Enough small files that the batch outlives the cancel's journey by far: broker polling,
+        # the control worker, the task's once-a-second check. Each has a second link outside the
+        # batch, so the batch takes the general path (about a millisecond a file): the small-file
+        # lane's C core would finish 15,000 such files in about a second, before a cancel arrives.
         count = 15_000
         paths = []
+        (data / "links").mkdir()
         for i in range(count):
             path = data / f"f{i:05d}"
             path.write_bytes(b"x" * 16)
+            os.link(path, data / "links" / path.name)
             paths.append({"path": str(path)})
         running = hub.send(HsmTask.MIGRATE, {"paths": paths, "jobid": "job-7", "target": "fs-1-archive"}, queue="lab")
         hub.result(running, "STARTED", report=HubTask.JOB_TASK_RESULT)

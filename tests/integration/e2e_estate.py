@@ -40,7 +40,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,22 @@ def kill_tree(process: Process) -> list[int]:
         time.sleep(0.1)
     assert not left, f"processes of {process.name} survived SIGKILL: {left}"
     return sorted(tree)
+
+
+@contextlib.contextmanager
+def frozen(process: Process) -> Iterator[None]:
+    """Hold ``process`` and its descendants stopped (SIGSTOP) for the block, then let them go on
+    (SIGCONT): what is sent to it meanwhile waits in the broker, whatever the machine's speed."""
+    tree = process_tree(process.pid)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 class ApiError(AssertionError):

@@ -29,6 +29,7 @@ from tests.conftest import require
 from tests.integration.e2e_estate import (
     Estate,
     allocated,
+    frozen,
     kill_tree,
     manifest,
     unshare_works,
@@ -182,15 +183,18 @@ def test_pause_holds_the_job_and_resume_finishes_it(estate: Estate):
     files = write_files(local, 10, subdirs=2)
     set_batch_size(estate, "alpha", 2)
     try:
-        job = estate.launch("migrate", estate.sites["alpha"].name, [str(scenario)])
-        # At once: the discovery is on its way, so its results are planned but not sent.
-        pausing = estate.call("POST", f"/api/jobs/{job['id']}/pause/", expect=(202,))
-        assert pausing["state"] in (JobState.PAUSING, JobState.PAUSED)
+        # The agent is held while the job starts and is paused, so the discovery is sent but has
+        # not run: the pause must hold everything it finds (on a fast machine, an agent left
+        # running could finish the whole job before the pause arrived).
+        with frozen(estate.sites["alpha"].agent):
+            job = estate.launch("migrate", estate.sites["alpha"].name, [str(scenario)])
+            pausing = estate.call("POST", f"/api/jobs/{job['id']}/pause/", expect=(202,))
+            assert pausing["state"] == JobState.PAUSING, "the discovery is in flight: pausing, not paused"
         paused = estate.wait_job(job["id"], [JobState.PAUSED])
         time.sleep(2)  # nothing moves while paused
         held = estate.job(job["id"])
         assert held["state"] == JobState.PAUSED and held["counts"] == paused["counts"]
-        assert held["counts"]["processed"] < len(files)
+        assert held["counts"]["processed"] == 0, "a file moved while the job was paused"
         assert estate.tasks(job["id"], state=TaskState.PENDING), "no task is held back by the pause"
 
         resumed = estate.call("POST", f"/api/jobs/{job['id']}/resume/", expect=(202,))
@@ -216,7 +220,9 @@ def test_cancel_mid_job_stops_the_rest_and_leaves_untouched_files_intact(estate:
         running = estate.poll(lambda: (j := estate.job(job["id"]))["counts"]["processed"] >= 2 and j,
                               "the first files migrated", interval=0.1)
         assert running["state"] in (JobState.STARTED,), running
-        cancelling = estate.call("POST", f"/api/jobs/{job['id']}/cancel/", expect=(202,))
+        # Held while the cancel is taken, so a fast agent cannot finish the job in between.
+        with frozen(estate.sites["alpha"].agent):
+            cancelling = estate.call("POST", f"/api/jobs/{job['id']}/cancel/", expect=(202,))
         assert cancelling["state"] in (JobState.CANCELLING, JobState.DEQUEUING, JobState.CANCELLED)
         job = estate.wait_job(job["id"], [JobState.CANCELLED])
     finally:

@@ -8,7 +8,10 @@ The first promise is that no operation loses a file. How each operation keeps it
   that size, mtime, ctime and inode did not change since reading began, records ``premigrated``,
   and only then - for a full migration - records ``migrated`` (pending) and releases the blocks.
   The record is written *before* the blocks go, so a crash leaves at worst a resident file marked
-  migrated, which a recall or a re-run repairs; never a released file marked resident.
+  migrated, which a recall or a re-run repairs; never a released file marked resident. The
+  repair first checks the file holds what the cut release left (as recorded, or punched): one
+  written to after the crash keeps its new bytes (it becomes a modified ``hydrated`` file, or a
+  stub written to) and the remote copy stays referenced.
 * **recall** writes into the stub in place (hard links and the inode survive) under an exclusive
   lock. The state stays ``migrated`` (with ``pending=recall``) until every byte was written,
   hashed, verified and fsynced; only then does it flip to ``hydrated``. A crash mid-way leaves a
@@ -133,6 +136,29 @@ def release_blocks(fd: int, offset: int, size: int) -> None:
             raise OSError(err, os.strerror(err))
     os.ftruncate(fd, offset)
     os.ftruncate(fd, size)
+
+
+def holds_data(fd: int, start: int, end: int, *, chunk_size: int = DEFAULT_CHUNK) -> bool:
+    """Whether any byte of ``[start, end)`` is not zero: holes are skipped (``SEEK_DATA``), and
+    what a filesystem reports as data is read, since some keep zeros or cannot tell."""
+    if end <= start:
+        return False
+    try:
+        offset = os.lseek(fd, start, os.SEEK_DATA)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # nothing but holes up to the end of the file
+            return False
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+        offset = start
+    while offset < end:
+        chunk = os.pread(fd, min(chunk_size, end - offset), offset)
+        if not chunk:
+            return False
+        if chunk.count(0) != len(chunk):
+            return True
+        offset += len(chunk)
+    return False
 
 
 # --- entries ---------------------------------------------------------------------------------------
@@ -557,7 +583,7 @@ class PosixFilesystem:
 
         def body(sp: SpacePath) -> _Outcome:
             with self._open_regular(sp, write=not premigrate, verb="migrated") as f:
-                record = read_record(f.fd)
+                record = self._settle_cut_release(f, read_record(f.fd))
                 early = self._migrate_decision(f, record, store, opts)
                 return early if early is not None else self._upload_open(f, record, store, opts)
 
@@ -706,7 +732,7 @@ class PosixFilesystem:
 
         def body(sp: SpacePath) -> _Outcome:
             f = stack.enter_context(self._open_regular(sp, write=not premigrate, verb="migrated"))
-            record = read_record(f.fd)
+            record = self._settle_cut_release(f, read_record(f.fd))
             early = self._migrate_decision(f, record, store, opts)
             if early is not None:
                 return early
@@ -782,6 +808,40 @@ class PosixFilesystem:
         finish_stub(f.fd, record, atime_ns)
         os.fsync(f.fd)
 
+    def _settle_cut_release(self, f: _Open, record: HsmRecord | None) -> HsmRecord | None:
+        """The record to act on. A release cut short (migrated, pending stub) is left as it is
+        when the file holds what the release itself leaves - as recorded (not yet punched, or
+        punched with its times restored), punched (times not restored yet; or, on a filesystem
+        that cannot punch, cut between truncating and re-extending), or not punched with the
+        recorded content (only its times changed) - so the caller may finish it. A file written
+        to in between is never punched or recalled over:
+        - not punched, other content: its bytes are newer than the remote copy; it becomes a
+          modified hydrated file (resident, the remote copy kept as the older version), so a
+          migrate uploads the new content, a recall skips it, a release refuses it;
+        - punched, then written to: it becomes a stub written to, which a recall refuses.
+        """
+        if record is None or record.state != HsmState.MIGRATED or record.pending != Pending.STUB:
+            return record
+        st = f.st
+        if st.st_size == record.size and st.st_mtime_ns == record.mtime_ns:
+            return record
+        if not holds_data(f.fd, record.stub_size, min(st.st_size, record.size), chunk_size=self.chunk_size):
+            if st.st_size in (record.size, record.stub_size):
+                return record
+            settled = replace(record, pending=None)  # punched, then written to
+        elif st.st_size == record.size and self._holds_recorded_content(f, record):
+            return record
+        else:
+            settled = record.moved_to(HsmState.HYDRATED, pending=None)  # size and mtime as recorded: stale
+        write_record(f.fd, settled)
+        os.fsync(f.fd)
+        return settled
+
+    def _holds_recorded_content(self, f: _Open, record: HsmRecord) -> bool:
+        summed = transfer.checksum_fd(f.fd, size=record.size, part_size=record.part_size,
+                                      chunk_size=self.chunk_size)
+        return summed.size == record.size and summed.sha256 == record.sha256
+
     def release(self, path: str | os.PathLike[str], stores: Stores, *, stub_size: int = 0,
                 verify_content: bool = True, should_cancel: CancelFn | None = None) -> PathResult:
         """Premigrated/hydrated -> migrated, only if the file still hashes to its record and the
@@ -789,7 +849,7 @@ class PosixFilesystem:
 
         def body(sp: SpacePath) -> _Outcome:
             with self._open_regular(sp, write=True, verb="released") as f:
-                record = read_record(f.fd)
+                record = self._settle_cut_release(f, read_record(f.fd))
                 if record is None:
                     return _Outcome(ResultStatus.SKIPPED, "not managed: migrate it first")
                 if record.state == HsmState.MIGRATED:
@@ -820,7 +880,7 @@ class PosixFilesystem:
 
         def body(sp: SpacePath) -> _Outcome:
             with self._open_regular(sp, write=True, verb="recalled") as f:
-                record = read_record(f.fd)
+                record = self._settle_cut_release(f, read_record(f.fd))
                 if record is None:
                     return _Outcome(ResultStatus.SKIPPED, "already resident (not managed)")
                 if record.state != HsmState.MIGRATED:

@@ -19,7 +19,9 @@ States (absence of the attribute *is* ``unmanaged``; it is never written):
 
 ``pending`` names an operation that started changing the file and has not finished
 (``stub`` or ``recall``); a re-run sees it and completes the work instead of mistaking the
-half-done file for a user's modification.
+half-done file for a user's modification. A release cut short is completed only while the file
+holds what the release itself leaves; one written to in between is settled instead (see
+``PosixFilesystem._settle_cut_release``): never punched, never recalled over.
 """
 
 from __future__ import annotations

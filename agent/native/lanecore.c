@@ -140,15 +140,17 @@ static int write_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
-/* Write the object's bytes and metadata to an unnamed file (O_TMPFILE) and link it at `name`,
- * or, where the filesystem has no O_TMPFILE, to a named temporary file as FolderStore does.
- * Returns 0 with *ino set, or an errno (EEXIST: the name is taken; nothing was replaced). */
 /* The object's bytes and metadata into `fd`, and its stat; 0 or -1 with errno. */
 static int fill_object(int fd, const char *data, size_t len, const char *meta, size_t meta_len,
                        const char *xattr, struct stat *st) {
     return write_all(fd, data, len) || fsetxattr(fd, xattr, meta, meta_len, 0) || fstat(fd, st) ? -1 : 0;
 }
 
+/* Write the object's bytes and metadata to an unnamed file (O_TMPFILE) and link it at `name`,
+ * or, where the filesystem has no O_TMPFILE, to a named temporary file as FolderStore does.
+ * (Linking by descriptor needs CAP_DAC_READ_SEARCH before Linux 6.10: without it, through
+ * /proc/self/fd.) Returns 0 with *st and *obj_fd (held open) set, or an errno (EEXIST: the
+ * name is taken; nothing was replaced). */
 static int write_object(int dir, const char *name, const char *data, size_t len, const char *meta,
                         size_t meta_len, const char *xattr, const char *tmp_prefix, struct stat *st,
                         int *obj_fd) {

@@ -502,6 +502,118 @@ def test_multiple_roots_each_keep_their_own_paths(tmp_path, store):
         fs.resolve(tmp_path / "three" / "f")
 
 
+def allocated(path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def _cut_release_at(step, fs, store, path, monkeypatch, **options):
+    """Migrate ``path``, dying (like a kill) at ``step`` of its release."""
+    from agent.drivers import posix
+
+    def crash(at):
+        if at == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(posix, "_failpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fs.migrate(path, store, **options)
+    monkeypatch.setattr(posix, "_failpoint", lambda at: None)
+    record = read_record(path)
+    assert record.state == HsmState.MIGRATED and record.pending == Pending.STUB
+    return record
+
+
+@pytest.mark.parametrize("step", ["stub:state-written", "stub:punched"])
+def test_a_cut_release_is_finished_by_a_rerun_or_recalled_whole(fs, store, space, monkeypatch, step):
+    path = data_file(space)
+    digest = sha256_file(path)
+    _cut_release_at(step, fs, store, path, monkeypatch)
+    assert fs.recall(path, store).status == P
+    assert sha256_file(path) == digest and state(path) == HsmState.HYDRATED
+
+    other = data_file(space, "dir/other.bin")
+    digest = sha256_file(other)
+    _cut_release_at(step, fs, store, other, monkeypatch, stub_size=100)
+    result = fs.release(other, store)
+    assert result.status == P and "interrupted" in result.message
+    assert allocated(other) < CHUNK and other.stat().st_mtime_ns == MTIME
+    assert fs.recall(other, store).status == P and sha256_file(other) == digest
+
+
+def test_a_file_appended_to_before_its_cut_release_was_punched_is_uploaded_again(fs, store, space, monkeypatch):
+    path = data_file(space)
+    old = _cut_release_at("stub:state-written", fs, store, path, monkeypatch)
+    with open(path, "ab") as fh:
+        fh.write(b"appended after the crash")
+    grown = path.read_bytes()
+
+    assert fs.recall(path, store).status == S  # resident: nothing to recall, nothing overwritten
+    assert path.read_bytes() == grown and state(path) == HsmState.HYDRATED
+    result = fs.migrate(path, store)
+    assert result.status == P and result.key != old.key, result
+    assert store.raw(old.key) != grown  # the older version is kept, under its own key
+    assert fs.recall(path, store).status == P and path.read_bytes() == grown
+
+
+def test_a_file_rewritten_before_its_cut_release_was_punched_is_never_punched(fs, store, space, monkeypatch):
+    path = data_file(space)
+    _cut_release_at("stub:state-written", fs, store, path, monkeypatch)
+    with open(path, "r+b") as fh:
+        fh.seek(CHUNK + 3)
+        fh.write(b"edited after the crash")  # same size, a new mtime
+    edited = path.read_bytes()
+
+    result = fs.release(path, store)
+    assert result.status == F and "modified" in result.message
+    assert path.read_bytes() == edited and allocated(path) >= len(edited)
+    assert fs.migrate(path, store, premigrate=True).status == P
+    assert path.read_bytes() == edited and state(path) == HsmState.PREMIGRATED
+
+
+def test_a_cut_release_whose_file_was_only_touched_is_finished(fs, store, space, monkeypatch):
+    path = data_file(space)
+    digest = sha256_file(path)
+    _cut_release_at("stub:state-written", fs, store, path, monkeypatch)
+    os.utime(path, ns=(MTIME, MTIME + 10**9))  # times changed, content as recorded
+    assert fs.migrate(path, store).status == P
+    assert allocated(path) < CHUNK and path.stat().st_mtime_ns == MTIME
+    assert fs.recall(path, store).status == P and sha256_file(path) == digest
+
+
+def test_a_stub_written_to_after_its_cut_release_was_punched_is_not_recalled_over(fs, store, space, monkeypatch):
+    path = data_file(space)
+    old = _cut_release_at("stub:punched", fs, store, path, monkeypatch)
+    with open(path, "ab") as fh:
+        fh.write(b"appended to the stub")
+
+    result = fs.recall(path, store)
+    assert result.status == F and "written to" in result.message
+    assert path.read_bytes().endswith(b"appended to the stub")
+    record = read_record(path)  # the remote copy, the only one of the content, stays referenced
+    assert record.state == HsmState.MIGRATED and record.key == old.key and record.pending is None
+    assert fs.migrate(path, store).status == S
+
+
+def test_holds_data_tells_holes_and_zeros_from_bytes(tmp_path):
+    from agent.drivers.posix import holds_data
+
+    path = tmp_path / "sparse"
+    with open(path, "wb") as fh:
+        fh.write(b"head")
+        fh.seek(10 * CHUNK)
+        fh.write(bytes(CHUNK))  # zeros written as data
+        fh.write(b"tail")
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert holds_data(fd, 0, 4) and holds_data(fd, 3, size)
+        assert not holds_data(fd, 4, size - 4, chunk_size=1000)
+        assert holds_data(fd, 4, size, chunk_size=1000)
+        assert not holds_data(fd, size, size + 10) and not holds_data(fd, 5, 5)
+    finally:
+        os.close(fd)
+
+
 def test_record_pending_stub_is_finished_by_a_rerun(fs, store, space, monkeypatch):
     from agent.drivers import posix
 

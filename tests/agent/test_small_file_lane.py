@@ -446,6 +446,55 @@ def test_sigkill_at_each_lane_step_loses_nothing_and_a_rerun_finishes(space, tar
     assert not [p for p in target.rglob(".hub-tmp-*")] or step == "lane:uploaded"
 
 
+CAP_DAC_READ_SEARCH = 2
+WITHOUT_DAC_READ_SEARCH = textwrap.dedent("""
+    import json, os, sys
+    sys.path.insert(0, sys.argv[1])
+    from agent import actions, lane
+    from agent.drivers.fs import FolderStore
+
+    def main():
+        space, target = sys.argv[2], sys.argv[3]
+        with open("/proc/self/status") as status:  # the capability is really gone
+            effective = int(next(line for line in status if line.startswith("CapEff:")).split()[1], 16)
+        pool = lane.LanePool(0)
+        actions.shared_pool = lambda workers: pool
+        paths = sorted(os.path.join(d, n) for d, _, names in os.walk(space) for n in names)
+        ctx = actions.ActionContext(roots=[space], open_target=lambda name: FolderStore(target),
+                                    chunk_size=64 * 1024, lane_workers=0,
+                                    lane_native=os.environ.get("AGENT_SMALL_FILE_NATIVE") != "0")
+        out = actions.migrate(ctx, [{"path": p} for p in paths], target="t")
+        print(json.dumps({"effective": effective, "out": out,
+                          "completed": pool.completed, "handed_back": pool.handed_back}))
+
+    if __name__ == "__main__":
+        main()
+""")
+
+
+def test_an_agent_without_cap_dac_read_search_still_runs_the_lane(space, target, tmp_path):
+    """An agent running as an ordinary user or a confined root lacks CAP_DAC_READ_SEARCH, which
+    kernels before 6.10 require to link an ``O_TMPFILE`` inode by its descriptor (the C core then
+    links it through ``/proc/self/fd``; newer kernels allow a caller its own descriptor). Run with
+    the capability dropped from the bounding set (``setpriv``)."""
+    require(os.geteuid() == 0 and Path("/usr/bin/setpriv").exists(), "needs root and setpriv to drop a capability")
+    files = small_tree(space, count=12)
+    before = manifest(space)
+    script = tmp_path / "no_cap.py"
+    script.write_text(WITHOUT_DAC_READ_SEARCH)
+    proc = subprocess.run(["setpriv", "--inh-caps=-dac_read_search", "--bounding-set=-dac_read_search",
+                           sys.executable, str(script), str(ROOT), str(space), str(target)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert not report["effective"] & (1 << CAP_DAC_READ_SEARCH), report
+    assert statuses(report["out"]) == {"processed": len(files)}, report["out"]
+    assert (report["completed"], report["handed_back"]) == (1, 0)  # the lane did every file
+    assert not list(target.rglob(".hub-tmp-*"))
+    assert statuses(actions.recall(ctx(space, target), items(files))) == {"processed": len(files)}
+    assert {k: v[:2] for k, v in manifest(space).items()} == {k: v[:2] for k, v in before.items()}
+
+
 def test_a_record_pending_stub_left_by_a_crash_is_finished_by_the_general_path(space, target):
     path = write_random(space / "f.bin", 40000)
     digest = sha256_file(path)

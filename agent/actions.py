@@ -57,6 +57,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from agent import lane as lanes
 from agent.contract import FileDetails, PathItem, PathOutcome, PathStatus
 from agent.drivers.base import DEFAULT_CHUNK, DriverError, ObjectStore, PermanentError
 from agent.drivers.fs import FolderStore
@@ -70,8 +71,8 @@ from agent.drivers.posix import (
     SpacePath,
     StagedMigrate,
 )
-from agent.hsm.state import HsmRecord, read_record
-from agent.lane import LaneGroup, LanePool, LaneSettings, shared_pool
+from agent.hsm.state import HsmRecord, HsmStateError, read_record
+from agent.lane import Group, LaneGroup, LanePool, LaneResult, LaneSettings, RecallGroup, RecallSettings, shared_pool
 from agent.libc import libc_function
 from agent.transfer import CancelFn, ProgressFn, RetryPolicy
 
@@ -352,13 +353,17 @@ class _Batch:
         return all((unknown if p.size is None else p.size) <= self.ctx.chunk_size for p in unit)
 
     # --- running ----------------------------------------------------------------------------------
-    def run(self, operation: Operation, *, concurrent: bool = True, unknown_size_is_large: bool = False) -> Outcomes:
+    def run(self, operation: Operation, *, concurrent: bool = True, unknown_size_is_large: bool = False,
+            lane: Callable[[str, tuple[str, ...]], RecallGroup | None] | None = None) -> Outcomes:
         """Run ``operation`` on every planned path; ``concurrent=False`` keeps everything in order
         on this thread. A path of unknown size (nothing there yet, no ``size`` hint) counts as
-        small unless ``unknown_size_is_large`` (it will be downloaded)."""
+        small unless ``unknown_size_is_large`` (it will be downloaded). With ``lane`` (recall's
+        groups, see ``_recall_lane``), the small files go to the lane's processes first."""
         started = time.monotonic()
+        if lane is not None and self.ctx.lane_pool is not None:
+            self._run_lane(lane, self.ctx.lane_pool, [], lanes.run_recall_group)
         self._plan_all()
-        units = self._units(self.paths)
+        units = self._units([p for p in self.paths if self.outcomes[p.index] is None])
         unknown = self.ctx.chunk_size + 1 if unknown_size_is_large else 0
         small = [u for u in units if concurrent and self._is_small(u, unknown)]
         large = [u for u in units if not (concurrent and self._is_small(u, unknown))]
@@ -389,7 +394,14 @@ class _Batch:
         committed: builtins.list[_Path] = []
         try:
             if lane is not None and self.ctx.lane_pool is not None:
-                self._run_lane(lane, self.ctx.lane_pool, committed)
+                settings: dict[str, LaneSettings] = {}
+
+                def migrate_group(root: str, rels: tuple[str, ...]) -> LaneGroup:
+                    if root not in settings:
+                        settings[root] = lane(root)
+                    return LaneGroup(settings[root], rels)
+
+                self._run_lane(migrate_group, self.ctx.lane_pool, committed, None)
             self._plan_all()
             units = self._units([p for p in self.paths if self.outcomes[p.index] is None])
             staged_units = [u for u in units if len(u) == 1 and u[0].early is None and self._is_small(u, 0)]
@@ -427,25 +439,25 @@ class _Batch:
                                                              f"could not be synced: {exc.strerror or exc}")
         return self._results(started)
 
-    def _run_lane(self, settings_for: Callable[[str], LaneSettings], pool: LanePool,
-                  committed: builtins.list[_Path]) -> None:
+    def _run_lane(self, group_for: Callable[[str, tuple[str, ...]], Group | None], pool: LanePool,
+                  committed: builtins.list[_Path],
+                  work: Callable[[Group], builtins.list[LaneResult]] | None) -> None:
         """Plan the batch while the lane works: each regular small file with one link goes into
-        a group of ``STAGE_GROUP`` of its space root, sent to the lane as soon as it is full.
-        What the lane finishes gets its outcome; the rest (not chosen, handed back, or not sent
-        after a cancel) keeps none, for the general path. A file with other links is left to
-        the general path, which runs every path of one inode in one unit."""
+        a group of ``STAGE_GROUP`` of its space root (``group_for(root, rels)``; None: not for
+        the lane), sent to the lane (``work``) as soon as it is full. What the lane finishes
+        gets its outcome; the rest (not chosen, handed back, or not sent after a cancel) keeps
+        none, for the general path. A file with other links is left to the general path, which
+        runs every path of one inode in one unit."""
         members: dict[int, builtins.list[_Path]] = {}
         chunk = self.ctx.chunk_size
 
-        def groups() -> Iterator[LaneGroup]:
+        def groups() -> Iterator[Group]:
             filling: dict[str, builtins.list[_Path]] = {}
-            settings: dict[str, LaneSettings] = {}
 
-            def group_of(root: str, part: builtins.list[_Path]) -> LaneGroup:
-                if root not in settings:
-                    settings[root] = settings_for(root)
-                group = LaneGroup(settings[root], tuple(cast(SpacePath, p.sp).rel for p in part))
-                members[id(group)] = part
+            def group_of(root: str, part: builtins.list[_Path]) -> Group | None:
+                group = group_for(root, tuple(cast(SpacePath, p.sp).rel for p in part))
+                if group is not None:
+                    members[id(group)] = part
                 return group
 
             for p in self._planning():
@@ -455,13 +467,14 @@ class _Batch:
                     part = filling.setdefault(sp.root, [])
                     part.append(p)
                     if len(part) == STAGE_GROUP:
-                        yield group_of(sp.root, part)
+                        if (group := group_of(sp.root, part)) is not None:
+                            yield group
                         filling[sp.root] = []
             for root, part in filling.items():
-                if part:
-                    yield group_of(root, part)
+                if part and (group := group_of(root, part)) is not None:
+                    yield group
 
-        for group, results in pool.run(groups(), stop=self._stopped):
+        for group, results in pool.run(groups(), stop=self._stopped, work=work):
             finished: builtins.list[tuple[_Path, PathOutcome]] = []
             for p, result in zip(members.pop(id(group)), results, strict=True):
                 if result is None:
@@ -699,7 +712,48 @@ def recall(ctx: ActionContext, paths: Sequence[PathItem], *, verify: bool = True
                                      should_cancel=ctx.should_cancel)
             return batch.from_result(p, result)
 
-        return batch.run(one)
+        lane = None if target is not None or delete_remote else _recall_lane(
+            ctx, batch.stores, verify=verify, restore_times=restore_times, default_uid=uid, default_gid=gid)
+        return batch.run(one, lane=lane)
+
+
+def _recall_lane(ctx: ActionContext, stores: _StorePool, *, verify: bool, restore_times: bool,
+                 default_uid: int | None, default_gid: int | None,
+                 ) -> Callable[[str, tuple[str, ...]], RecallGroup | None] | None:
+    """How small stubs are recalled in the lane's processes, or None where it does not apply
+    (no lane processes - in one thread the batch's threads do better - or a driver other than
+    POSIX's). A group goes to the lane when the first of its files with a record names a folder
+    target; its files naming another target are handed back. The lane runs
+    ``PosixFilesystem.recall`` itself: the same steps, checks and fsyncs, on several cores."""
+    pool = ctx.lane_pool
+    if pool is None or not pool.in_processes or type(ctx.fs) is not PosixFilesystem:
+        return None
+    chunk_size = ctx.fs.chunk_size
+
+    def group_for(root: str, rels: tuple[str, ...]) -> RecallGroup | None:
+        name = next((r.target for r in (_peek_record(os.path.join(root, rel)) for rel in rels) if r is not None),
+                    None)
+        if name is None:
+            return None
+        try:
+            store = stores.get(name)
+        except (KeyError, DriverError):
+            return None  # the general path reports it, file by file
+        if not isinstance(store, FolderStore):
+            return None
+        settings = RecallSettings(space_root=root, target_name=name, target_root=store.root,
+                                  metadata=store.metadata_mode(), chunk_size=chunk_size, verify=verify,
+                                  restore_times=restore_times, default_uid=default_uid, default_gid=default_gid)
+        return RecallGroup(settings, rels)
+
+    return group_for
+
+
+def _peek_record(path: str) -> HsmRecord | None:
+    try:
+        return read_record(path)
+    except (OSError, HsmStateError):
+        return None
 
 
 # --- reverse stub ----------------------------------------------------------------------------------

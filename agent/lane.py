@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import TypeVar
 
 from agent import native
 from agent.drivers import posix
@@ -70,7 +71,7 @@ from agent.drivers.posix import (
 )
 from agent.hsm.metadata import ObjectMetadata, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
-from agent.hsm.state import HsmRecord, HsmState, Pending, clear_record
+from agent.hsm.state import HsmRecord, HsmState, HsmStateError, Pending, clear_record, read_record
 from agent.libc import libc_function
 from agent.transfer import read_all
 
@@ -462,7 +463,58 @@ def run_group(group: LaneGroup) -> list[LaneResult]:
     return _GroupRun(group).run()
 
 
+# --- recall ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RecallSettings:
+    """What a worker needs to recall a group of stubs from a folder target (picklable)."""
+
+    space_root: str
+    target_name: str
+    target_root: str  # ``FolderStore.root``
+    metadata: str  # ``FolderStore.metadata_mode()``
+    chunk_size: int
+    verify: bool
+    restore_times: bool
+    default_uid: int | None
+    default_gid: int | None
+
+
+@dataclass(frozen=True)
+class RecallGroup:
+    settings: RecallSettings
+    rels: tuple[str, ...]
+
+
+def run_recall_group(group: RecallGroup) -> list[LaneResult]:
+    """Recall one group of small stubs, each with the general path's own
+    ``PosixFilesystem.recall`` (every step, check and fsync as there): run in worker processes,
+    the lane only takes the interpreter lock out of the way. A file whose record names another
+    target (or none) is handed back."""
+    s = group.settings
+    fs = PosixFilesystem([s.space_root], chunk_size=s.chunk_size)
+    stores = {s.target_name: FolderStore(s.target_root, metadata=s.metadata, chunk_size=s.chunk_size)}
+    results: list[LaneResult] = []
+    for rel in group.rels:
+        path = os.path.join(s.space_root, rel)
+        try:
+            record = read_record(path)
+        except (OSError, HsmStateError):
+            record = None
+        if record is None or record.target != s.target_name:
+            results.append(None)
+            continue
+        done = fs.recall(path, stores, verify=s.verify, default_uid=s.default_uid, default_gid=s.default_gid,
+                         restore_times=s.restore_times)
+        results.append((str(done.status), done.message, done.key))
+    return results
+
+
 # --- where groups run -------------------------------------------------------------------------------
+
+#: A group of either kind: both carry ``rels``, which a lost group hands back whole.
+Group = TypeVar("Group", LaneGroup, RecallGroup)
+
 
 _PR_SET_PDEATHSIG = 1
 
@@ -492,6 +544,11 @@ class LanePool:
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
+    @property
+    def in_processes(self) -> bool:
+        """Whether groups run in worker processes (else in the calling thread)."""
+        return self.workers > 0 and not multiprocessing.current_process().daemon
+
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
@@ -499,19 +556,21 @@ class LanePool:
                 self._executor = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_started)
             return self._executor
 
-    def run(self, groups: Iterable[LaneGroup], *,
-            stop: Callable[[], bool]) -> Iterator[tuple[LaneGroup, list[LaneResult]]]:
-        """Each group with its results, in order; no new group starts once ``stop()`` is true."""
-        if self.workers == 0 or multiprocessing.current_process().daemon:
+    def run(self, groups: Iterable[Group], *, stop: Callable[[], bool],
+            work: Callable[[Group], list[LaneResult]] | None = None) -> Iterator[tuple[Group, list[LaneResult]]]:
+        """Each group with its results (``work(group)``: by default ``run_group``, which migrates;
+        ``run_recall_group`` recalls), in order; no new group starts once ``stop()`` is true."""
+        work = work or run_group
+        if not self.in_processes:
             # A daemonic process (a Celery prefork pool's child) may not start processes; there
             # the pool's own processes are the parallelism: one batch per child.
             for group in groups:
                 if stop():
                     return
                 self.completed += 1
-                yield group, run_group(group)
+                yield group, work(group)
             return
-        pending: deque[tuple[LaneGroup, Future[list[LaneResult]]]] = deque()
+        pending: deque[tuple[Group, Future[list[LaneResult]]]] = deque()
         source = iter(groups)
         executor = self._pool()
         broken = False
@@ -521,7 +580,7 @@ class LanePool:
                 if group is None:
                     break
                 try:
-                    pending.append((group, executor.submit(run_group, group)))
+                    pending.append((group, executor.submit(work, group)))
                 except BrokenProcessPool:
                     broken = True
                     self.handed_back += 1

@@ -487,26 +487,26 @@ class RecallGroup:
 
 
 def run_recall_group(group: RecallGroup) -> list[LaneResult]:
-    """Recall one group of small stubs, each with the general path's own
-    ``PosixFilesystem.recall`` (every step, check and fsync as there): run in worker processes,
-    the lane only takes the interpreter lock out of the way. A file whose record names another
-    target (or none) is handed back."""
+    """Recall one group of small stubs with the general path's own
+    ``PosixFilesystem.recall_group`` (every step and check of ``recall``, durability shared by
+    the group), in a worker process: out of the interpreter lock's way. A file whose record
+    names another target (or none) is handed back."""
     s = group.settings
     fs = PosixFilesystem([s.space_root], chunk_size=s.chunk_size)
     stores = {s.target_name: FolderStore(s.target_root, metadata=s.metadata, chunk_size=s.chunk_size)}
-    results: list[LaneResult] = []
-    for rel in group.rels:
-        path = os.path.join(s.space_root, rel)
+    results: list[LaneResult] = [None] * len(group.rels)
+    mine: list[int] = []
+    for index, rel in enumerate(group.rels):
         try:
-            record = read_record(path)
+            record = read_record(os.path.join(s.space_root, rel))
         except (OSError, HsmStateError):
             record = None
-        if record is None or record.target != s.target_name:
-            results.append(None)
-            continue
-        done = fs.recall(path, stores, verify=s.verify, default_uid=s.default_uid, default_gid=s.default_gid,
-                         restore_times=s.restore_times)
-        results.append((str(done.status), done.message, done.key))
+        if record is not None and record.target == s.target_name:
+            mine.append(index)
+    done = fs.recall_group([os.path.join(s.space_root, group.rels[i]) for i in mine], stores, verify=s.verify,
+                           default_uid=s.default_uid, default_gid=s.default_gid, restore_times=s.restore_times)
+    for index, result in zip(mine, done, strict=True):
+        results[index] = (str(result.status), result.message, result.key)
     return results
 
 

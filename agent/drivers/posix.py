@@ -16,6 +16,8 @@ The first promise is that no operation loses a file. How each operation keeps it
   lock. The state stays ``migrated`` (with ``pending=recall``) until every byte was written,
   hashed, verified and fsynced; only then does it flip to ``hydrated``. A crash mid-way leaves a
   stub at its original size that is not marked resident, and the re-run starts over.
+  ``recall_group`` keeps that order for a group of small stubs, with one ``syncfs`` per step for
+  the whole group in place of the fsyncs.
 * Remote objects are never overwritten unless ``overwrite`` is set: an occupied key gets a unique
   sibling (``<key>~<sha256 prefix>``), unless the object there is provably this file's own
   upload from an interrupted run (same checksum, path, inode and ctime), which is reused.
@@ -53,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from agent import transfer
@@ -104,6 +106,14 @@ class _Outcome(Exception):
     def __init__(self, status: ResultStatus, message: str, key: str | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.key = status, message, key
+
+
+class _Busy(_Outcome):
+    """Another open file description holds the file's lock (another operation, or another path
+    of the same inode within one group)."""
+
+    def __init__(self) -> None:
+        super().__init__(ResultStatus.FAILED, "busy: another HSM operation holds this file")
 
 
 def _failpoint(step: str) -> None:
@@ -373,7 +383,7 @@ class PosixFilesystem:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise _Outcome(ResultStatus.FAILED, "busy: another HSM operation holds this file") from None
+                raise _Busy() from None
             yield _Open(sp, dir_fd, name, fd, st)
         finally:
             if fd >= 0:
@@ -895,16 +905,138 @@ class PosixFilesystem:
 
         return self._run(path, body)
 
+    def recall_group(self, paths: Sequence[str | os.PathLike[str]], stores: Stores, *, verify: bool = True,
+                     default_uid: int | None = None, default_gid: int | None = None,
+                     restore_times: bool = True) -> list[PathResult]:
+        """``recall`` for a group of small stubs, with durability shared by the group: each file
+        takes ``recall``'s steps in ``recall``'s order, but step by step across the group - record
+        the recall as pending, write and check the bytes, restore owner and times and record
+        ``hydrated`` - and each step ends with one ``sync_roots`` in place of an ``fsync`` a file,
+        so it is durable for every file before the next step starts. The files stay open and
+        locked from the first step to the last. A path that is not a stub of at most
+        ``chunk_size`` bytes (resident, large, missing...), or whose file is locked (perhaps by
+        this group: the same file twice, a hard link), is handed to ``recall`` after the group."""
+        results: list[PathResult | None] = [None] * len(paths)
+        group: list[_GroupRecall] = []  # the files still going through the steps
+        opened: list[_GroupRecall] = []  # every file kept open, closed at the end
+        alone: list[int] = []
+        try:
+            for index, path in enumerate(paths):
+                stack = ExitStack()
+                shown = os.fsdecode(os.fspath(path))
+
+                def begin(sp: SpacePath, index: int = index, shown: str = shown,
+                          stack: ExitStack = stack) -> _Outcome | None:
+                    try:
+                        f = stack.enter_context(self._open_regular(sp, write=True, verb="recalled"))
+                    except _Busy:  # perhaps by this group (the same file twice): alone, after it
+                        alone.append(index)
+                        return None
+                    record = self._settle_cut_release(f, read_record(f.fd))
+                    if record is None or record.state != HsmState.MIGRATED or record.size > self.chunk_size:
+                        alone.append(index)
+                        return None
+                    store = self._store_for(stores, record.target)
+                    refused = self._begin_recall(f, record)
+                    if refused is None:
+                        group.append(_GroupRecall(index, shown, f, record, store, stack))
+                        opened.append(group[-1])
+                    return refused
+
+                results[index] = self._step(shown, lambda path=path, begin=begin: begin(self.resolve(path)))
+                if results[index] is not None or (alone and alone[-1] == index):
+                    stack.close()
+            group = self._synced(group, results, "the recall could not be recorded")
+            _failpoint("recall-group:pending-synced")
+            for item in group:
+                item.fetched = self._step(item.shown, lambda item=item: item.fetch(self, verify))
+                results[item.index] = item.fetched if isinstance(item.fetched, PathResult) else None
+            group = [item for item in group if results[item.index] is None]
+            group = self._synced(group, results, "recalled bytes could not be made durable")
+            _failpoint("recall-group:written-synced")
+            for item in group:
+                results[item.index] = self._guard(item.shown, lambda item=item: self._end_recall(
+                    item.f, item.record, *item.fetched, verify=verify, default_uid=default_uid,
+                    default_gid=default_gid, restore_times=restore_times))
+            _failpoint("recall-group:recorded")
+            recorded = [item for item in group if results[item.index].status == ResultStatus.PROCESSED]
+            self._synced(recorded, results, "recalled, but the new state could not be made durable")
+        finally:
+            for item in opened:
+                item.stack.close()
+        for index in alone:
+            results[index] = self.recall(paths[index], stores, verify=verify, default_uid=default_uid,
+                                         default_gid=default_gid, restore_times=restore_times)
+        assert all(r is not None for r in results)
+        return cast(list[PathResult], results)
+
+    def _step(self, shown: str, run: Callable[[], Any]) -> Any:
+        """One step of a group's file: what ``run`` returned (None: go on), or its result when it
+        ended the file's operation (an outcome returned or raised, an error)."""
+        went: list[Any] = []
+
+        def attempt() -> _Outcome:
+            answer = run()
+            if isinstance(answer, _Outcome):
+                return answer
+            went.append(answer)
+            return _Outcome(ResultStatus.PROCESSED, "")
+
+        result = self._guard(shown, attempt)
+        return went[0] if went else result
+
+    def _synced(self, group: list[_GroupRecall], results: list[PathResult | None],
+                failure: str) -> list[_GroupRecall]:
+        """``sync_roots`` after a step of ``recall_group``: the group, or none of it (each file
+        then fails with ``failure``; its record still says the recall is pending, so a re-run
+        starts it over)."""
+        if not group:
+            return group
+        try:
+            self.sync_roots()
+        except OSError as exc:
+            for item in group:
+                results[item.index] = PathResult(item.shown, ResultStatus.FAILED,
+                                                 f"{failure}: {exc.strerror or exc}", item.record.key)
+            return []
+        return group
+
     def _recall_open(self, f: _Open, record: HsmRecord, store: ObjectStore, *, verify: bool, delete_remote: bool,
                      default_uid: int | None, default_gid: int | None, restore_times: bool,
                      progress: ProgressFn | None, should_cancel: CancelFn | None) -> _Outcome:
-        st, fd = f.st, f.fd
-        if record.pending is None and (st.st_size != record.size or st.st_mtime_ns != record.mtime_ns):
+        refused = self._begin_recall(f, record)
+        if refused is not None:
+            return refused
+        os.fsync(f.fd)
+        sha, count = self._fetch(f, record, store, verify=verify, durable=True, progress=progress,
+                                 should_cancel=should_cancel)
+        _failpoint("recall:written")
+        done = self._end_recall(f, record, sha, count, verify=verify, default_uid=default_uid,
+                                default_gid=default_gid, restore_times=restore_times)
+        os.fsync(f.fd)
+        if delete_remote and sha == record.sha256:
+            transfer.call_with_retries(lambda: store.delete(record.key), self.retry)
+            clear_record(f.fd)
+            os.fsync(f.fd)
+            return _Outcome(ResultStatus.PROCESSED, f"recalled {count} bytes (verified); remote copy deleted",
+                            record.key)
+        return done
+
+    # The three steps of a recall, each made durable by the caller before the next (``fsync`` in
+    # ``recall``, one ``sync_roots`` per step of a group in ``recall_group``).
+    def _begin_recall(self, f: _Open, record: HsmRecord) -> _Outcome | None:
+        """Record the recall as pending (None), or refuse a stub that was written to."""
+        if record.pending is None and (f.st.st_size != record.size or f.st.st_mtime_ns != record.mtime_ns):
             return _Outcome(ResultStatus.FAILED, "the stub was written to after migration; not overwriting it",
                             record.key)
-        recalling = replace(record, pending=Pending.RECALL)
-        write_record(fd, recalling)
-        os.fsync(fd)
+        write_record(f.fd, replace(record, pending=Pending.RECALL))
+        return None
+
+    def _fetch(self, f: _Open, record: HsmRecord, store: ObjectStore, *, verify: bool, durable: bool,
+               progress: ProgressFn | None = None, should_cancel: CancelFn | None = None) -> tuple[str, int]:
+        """Write the object's bytes into the stub and check them: (sha256, size). On any failure
+        the stub is put back as it was, and the error raised."""
+        st, fd = f.st, f.fd
         if st.st_size != record.size:
             os.ftruncate(fd, record.size)
         # Start from a clean stub: a recall that died earlier may have left bytes behind.
@@ -921,28 +1053,27 @@ class PosixFilesystem:
             if verify and sha != record.sha256:
                 raise VerificationError("recalled bytes do not match the checksum recorded at migration",
                                         key=record.key)
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         except BaseException:
             self._restub(f, record, st.st_atime_ns)
             raise
-        _failpoint("recall:written")
+        return sha, count
+
+    def _end_recall(self, f: _Open, record: HsmRecord, sha: str, count: int, *, verify: bool,
+                    default_uid: int | None, default_gid: int | None, restore_times: bool) -> _Outcome:
+        """Owner and times back, then the state: ``hydrated``, or unmanaged for bytes recalled
+        unverified that differ from the record (the remote copy is then not vouched for)."""
+        st, fd = f.st, f.fd
         self._apply_default_owner(fd, st, default_uid, default_gid)
         if restore_times:
             os.utime(fd, ns=(st.st_atime_ns, record.mtime_ns))
         mtime_ns = os.fstat(fd).st_mtime_ns
-        if sha != record.sha256:  # only possible with verify=False: do not vouch for the remote copy
+        if sha != record.sha256:  # only possible with verify=False
             clear_record(fd)
-            os.fsync(fd)
             return _Outcome(ResultStatus.PROCESSED, "recalled without verification; the checksum differs from "
                             "the one recorded at migration, so the file is now unmanaged", record.key)
         write_record(fd, record.moved_to(HsmState.HYDRATED, pending=None, mtime_ns=mtime_ns, inode=st.st_ino))
-        os.fsync(fd)
-        if delete_remote:
-            transfer.call_with_retries(lambda: store.delete(record.key), self.retry)
-            clear_record(fd)
-            os.fsync(fd)
-            return _Outcome(ResultStatus.PROCESSED, f"recalled {count} bytes (verified); remote copy deleted",
-                            record.key)
         return _Outcome(ResultStatus.PROCESSED, f"recalled {count} bytes" + (" (verified)" if verify else ""),
                         record.key)
 
@@ -1136,6 +1267,22 @@ class StagedMigrate:
         The uploaded object is left in place, unreferenced; a re-run reuses it once read back whole."""
         self._commit = None
         self._stack.close()
+
+
+@dataclass
+class _GroupRecall:
+    """A file of ``recall_group`` between its steps (open and locked by ``stack``)."""
+
+    index: int
+    shown: str
+    f: _Open
+    record: HsmRecord
+    store: ObjectStore
+    stack: ExitStack
+    fetched: Any = None  # (sha256, size) once its bytes are written
+
+    def fetch(self, fs: PosixFilesystem, verify: bool) -> tuple[str, int]:
+        return fs._fetch(self.f, self.record, self.store, verify=verify, durable=False)
 
 
 def finish_stub(fd: int, record: HsmRecord, atime_ns: int) -> None:

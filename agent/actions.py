@@ -720,13 +720,14 @@ def recall(ctx: ActionContext, paths: Sequence[PathItem], *, verify: bool = True
 def _recall_lane(ctx: ActionContext, stores: _StorePool, *, verify: bool, restore_times: bool,
                  default_uid: int | None, default_gid: int | None,
                  ) -> Callable[[str, tuple[str, ...]], RecallGroup | None] | None:
-    """How small stubs are recalled in the lane's processes, or None where it does not apply
-    (no lane processes - in one thread the batch's threads do better - or a driver other than
-    POSIX's). A group goes to the lane when the first of its files with a record names a folder
-    target; its files naming another target are handed back. The lane runs
-    ``PosixFilesystem.recall`` itself: the same steps, checks and fsyncs, on several cores."""
+    """How small stubs are recalled in groups by the lane, or None where it does not apply (no
+    lane, or a driver other than POSIX's). A group goes to the lane when the first of its files
+    with a record names a folder target; its files naming another target are handed back. The
+    lane runs ``PosixFilesystem.recall_group``: ``recall``'s steps with one ``syncfs`` per step
+    of a group, in the lane's processes or, where it has none (a prefork child), in this thread
+    - still ahead of the batch's threads, which the interpreter lock serializes anyway."""
     pool = ctx.lane_pool
-    if pool is None or not pool.in_processes or type(ctx.fs) is not PosixFilesystem:
+    if pool is None or type(ctx.fs) is not PosixFilesystem:
         return None
     chunk_size = ctx.fs.chunk_size
 

@@ -96,16 +96,20 @@ def test_what_the_lane_cannot_take_goes_the_general_way(tmp_path, pool):
     assert (pool.completed, pool.handed_back) == (1, 0)
 
 
-def test_the_lane_is_not_used_without_worker_processes(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("workers", "groups"), [(0, 1), (None, 0)])
+def test_without_processes_the_lane_recalls_in_the_calling_thread_and_none_turns_it_off(
+        tmp_path, monkeypatch, workers, groups):
     space, target = tmp_path / "space", tmp_path / "target"
     target.mkdir()
     files = tree(space, 10)
+    before = manifest(space)
     stubbed(space, {"t": target}, "t", files)
     made = lane.LanePool(0)
     monkeypatch.setattr(actions, "shared_pool", lambda workers: made)
-    out = actions.recall(ctx(space, {"t": target}, lane_workers=0), items(files))
+    out = actions.recall(ctx(space, {"t": target}, lane_workers=workers), items(files))
     assert statuses(out) == {"processed": 10}
-    assert made.completed == 0  # the batch's threads did it: in one thread the lane would be slower
+    assert made.completed == groups
+    assert manifest(space) == before
 
 
 def test_a_dead_worker_hands_its_recall_group_back(tmp_path, pool, monkeypatch):

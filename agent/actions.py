@@ -61,6 +61,7 @@ from agent import lane as lanes
 from agent.contract import FileDetails, PathItem, PathOutcome, PathStatus
 from agent.drivers.base import DEFAULT_CHUNK, DriverError, ObjectStore, PermanentError
 from agent.drivers.fs import FolderStore
+from agent.drivers.gpfs import GpfsFilesystem
 from agent.drivers.posix import (
     EntryKind,
     FileEntry,
@@ -77,6 +78,11 @@ from agent.libc import libc_function
 from agent.transfer import CancelFn, ProgressFn, RetryPolicy
 
 log = logging.getLogger(__name__)
+
+#: The drivers whose data path the small-file lane reproduces: the POSIX driver, and the GPFS
+#: driver, which inherits it unchanged (``tests/agent/test_gpfs_driver.py`` checks it overrides
+#: none of it). Any other subclass goes the general way.
+LANE_DRIVERS: tuple[type[PosixFilesystem], ...] = (PosixFilesystem, GpfsFilesystem)
 
 #: ``list`` is one of this module's actions, so the builtin is spelled out in annotations.
 Outcomes = builtins.list[PathOutcome]
@@ -670,8 +676,8 @@ def _lane_settings(ctx: ActionContext, store: ObjectStore, target: str, *, premi
     """How the small-file lane would run for a space root, or None where it does not apply:
     it writes only what a folder target with xattr metadata keeps, never replaces an object
     (``overwrite``) nor re-reads one (``verify_content``), and knows only the POSIX driver's
-    behaviour (a subclass such as GPFS may change it)."""
-    if (ctx.lane_workers is None or overwrite or verify_content or type(ctx.fs) is not PosixFilesystem
+    behaviour (``LANE_DRIVERS``; another subclass may change it)."""
+    if (ctx.lane_workers is None or overwrite or verify_content or type(ctx.fs) not in LANE_DRIVERS
             or not isinstance(store, FolderStore) or store.metadata_mode() != "xattr"):
         return None
     fs = ctx.fs
@@ -727,7 +733,7 @@ def _recall_lane(ctx: ActionContext, stores: _StorePool, *, verify: bool, restor
     of a group, in the lane's processes or, where it has none (a prefork child), in this thread
     - still ahead of the batch's threads, which the interpreter lock serializes anyway."""
     pool = ctx.lane_pool
-    if pool is None or type(ctx.fs) is not PosixFilesystem:
+    if pool is None or type(ctx.fs) not in LANE_DRIVERS:
         return None
     chunk_size = ctx.fs.chunk_size
 

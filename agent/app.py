@@ -46,6 +46,7 @@ file.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -167,6 +168,16 @@ class Runtime:
         register_data_tasks(self)
         register_control_tasks(self)
 
+    @functools.cached_property
+    def filesystem_kind(self) -> str:
+        """``posix`` or ``gpfs``: this node's filesystem driver (``agent.filesystems``), decided
+        once per process."""
+        filesystems = importlib.import_module("agent.filesystems")
+        kind = str(filesystems.driver_kind(self.config.filesystem, self.config.roots,
+                                           bin_dir=self.config.gpfs_bin_dir))
+        logger.info("filesystem driver: %s (filesystem = %s)", kind, self.config.filesystem)
+        return kind
+
     def send(self, name: str, kwargs: dict[str, Any]) -> None:
         """Publish a report (a ``HubTask``) to the hub's queue."""
         self.app.send_task(name, kwargs=kwargs, queue=self.config.hub_queue)
@@ -206,11 +217,15 @@ class Runtime:
             if on_progress is not None:
                 on_progress(done)
 
-        return actions.ActionContext(roots=[str(root) for root in self.config.roots],
-                                     open_target=self.state.open_target, should_cancel=should_cancel,
+        roots = [str(root) for root in self.config.roots]
+        filesystem = None  # the POSIX driver, built by the context
+        if self.filesystem_kind != "posix":
+            filesystem = importlib.import_module("agent.filesystems").open_filesystem(
+                self.filesystem_kind, roots, bin_dir=self.config.gpfs_bin_dir)
+        return actions.ActionContext(roots=roots, open_target=self.state.open_target, should_cancel=should_cancel,
                                      progress=progress, progress_interval=PROGRESS_INTERVAL,
                                      lane_workers=self.config.small_file_workers,
-                                     lane_native=self.config.small_file_native)
+                                     lane_native=self.config.small_file_native, filesystem=filesystem)
 
 
 def register_order_tasks(runtime: Runtime) -> None:

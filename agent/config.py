@@ -38,12 +38,15 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agent.contract import DEFAULT_QUEUE, HUB_QUEUE, broker_queue, control_queue
+from agent.drivers.gpfs_commands import DEFAULT_BIN_DIR as DEFAULT_GPFS_BIN_DIR
 
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # the hub's NAME_VALIDATOR for sites and queues
 BROKER_SCHEMES = ("filesystem://", "redis://", "rediss://", "amqp://", "amqps://")
 LOG_FORMATS = ("plain", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 POOLS = ("prefork", "threads", "solo")
+#: The filesystem driver (``agent.filesystems``): auto-detected, or forced.
+FILESYSTEMS = ("auto", "posix", "gpfs")
 DEFAULT_CONCURRENCY = 2
 ENV_PREFIX = "AGENT_"
 CONFIG_ENV = "AGENT_CONFIG"
@@ -115,6 +118,8 @@ class AgentConfig:
     inventory_budget: float = 5.0
     small_file_workers: int = 0  # processes of the small-file lane (agent.lane); 0: the task's own thread
     small_file_native: bool = True  # the lane's C core (agent.native) where it is built; False: its Python loop
+    filesystem: str = "auto"  # the filesystem driver (agent.filesystems): auto, posix or gpfs
+    gpfs_bin_dir: Path = Path(DEFAULT_GPFS_BIN_DIR)  # where the Storage Scale mm commands are
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -311,6 +316,8 @@ KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "inventory_budget": (_number(0, 3600), "AGENT_INVENTORY_BUDGET"),
     "small_file_workers": (_number(0, 256, int), "AGENT_SMALL_FILE_WORKERS"),
     "small_file_native": (_boolean, "AGENT_SMALL_FILE_NATIVE"),
+    "filesystem": (_choice(FILESYSTEMS), "AGENT_FILESYSTEM"),
+    "gpfs_bin_dir": (_path, "AGENT_GPFS_BIN_DIR"),
 }
 ENV_KEYS = {env: key for key, (_, env) in KEYS.items()}
 
@@ -338,6 +345,8 @@ def _defaults(environ: Mapping[str, str]) -> dict[str, Any]:
         "inventory_budget": 5,
         "small_file_workers": 2 * (os.cpu_count() or 1),  # a worker waiting on a sync leaves its core to another
         "small_file_native": True,
+        "filesystem": "auto",
+        "gpfs_bin_dir": Path(DEFAULT_GPFS_BIN_DIR),
     }
 
 
@@ -451,6 +460,8 @@ def load_config(
         inventory_budget=values["inventory_budget"],
         small_file_workers=values["small_file_workers"],
         small_file_native=values["small_file_native"],
+        filesystem=values["filesystem"],
+        gpfs_bin_dir=values["gpfs_bin_dir"],
         sources=sources,
     )
 
@@ -494,6 +505,8 @@ def describe(config: AgentConfig) -> dict[str, Any]:
         "inventory_budget": config.inventory_budget,
         "small_file_workers": config.small_file_workers,
         "small_file_native": config.small_file_native,
+        "filesystem": config.filesystem,
+        "gpfs_bin_dir": str(config.gpfs_bin_dir),
     }
     sources.setdefault("control_queue", "site and node")
     return {key: {"value": value, "from": sources.get(key, "default")} for key, value in values.items()}

@@ -7,9 +7,11 @@ What is reported, and why:
   site's data lives, not ``/proc`` or ``/run``. A filesystem is named after its mountpoint, the
   one name that is unique and stable across reboots (device names are not).
 * **pools** - one per filesystem (``default``, ``is_default``): a POSIX filesystem has no storage
-  pools; GPFS sites report theirs from ``mmlspool``. Capacity/used/free come from ``statvfs``
+  pools; GPFS sites report theirs from ``mmdf``. Capacity/used/free come from ``statvfs``
   as ``df`` computes them (free is what unprivileged users can still write).
 * **filesets** - none on POSIX (an empty list).
+* On GPFS (``agent.filesystems``) filesystems, pools and filesets with their quotas come from the
+  mm commands instead (``GpfsFilesystem.inventory``).
 * **servers** - this node, with its network interfaces: names from ``socket.if_nameindex`` and
   addresses from ``ip -j addr`` when the ``ip`` command exists.
 * **counts** and **spaces** - files, directories, hydrated and stubbed files under the roots and
@@ -30,7 +32,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,11 +240,14 @@ def build_report(
     budget: float = 5.0,
     task_id: str | None = None,
     mounts: Sequence[Mount] | None = None,
+    storage: Mapping[str, Any] | None = None,
 ) -> InventoryReport:
-    """The ``InventoryReport`` of this node (see the module docstring)."""
-    filesystems: list[FilesystemReport] = []
-    pools: list[PoolReport] = []
-    for mount, vfs in filesystems_for(roots, mounts):
+    """The ``InventoryReport`` of this node (see the module docstring). ``storage``: the
+    ``filesystems``, ``pools`` and ``filesets`` as a driver that knows more than ``statvfs``
+    reports them (``GpfsFilesystem.inventory``)."""
+    filesystems: list[FilesystemReport] = list(storage["filesystems"]) if storage is not None else []
+    pools: list[PoolReport] = list(storage["pools"]) if storage is not None else []
+    for mount, vfs in filesystems_for(roots, mounts) if storage is None else ():
         total, used, free = capacity(vfs)
         filesystems.append(FilesystemReport(name=mount.mountpoint, mountpoint=mount.mountpoint, fstype=mount.fstype,
                                             capacity=total, used_space=used, free_space=free))
@@ -253,7 +258,7 @@ def build_report(
         node=node,
         filesystems=filesystems,
         pools=pools,
-        filesets=[],
+        filesets=list(storage["filesets"]) if storage is not None else [],
         servers=[ServerReport(name=node, list_of_interfaces=interfaces())],
     )
     counted = count_tree(roots, spaces, budget=budget) if roots else None

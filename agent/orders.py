@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import inventory
+from agent import filesystems, inventory
 from agent.config import LOG_LEVELS, AgentConfig, level_number
 from agent.contract import AgentTask, HubTask, TaskResult
 from agent.drivers.base import DriverError
@@ -164,8 +164,14 @@ def report_settings(ctx: OrderContext, order: dict[str, Any], *, task_id: str) -
 def send_inventory(ctx: OrderContext, *, task_id: str | None = None) -> dict[str, Any]:
     """Build and publish this node's ``InventoryReport`` (answering ``task_id`` when given)."""
     spaces = [str(record["mountpoint"]) for record in ctx.state.spaces() if isinstance(record.get("mountpoint"), str)]
-    report_ = inventory.build_report(site=ctx.config.site, node=ctx.config.node, roots=ctx.config.roots,
-                                     spaces=spaces, budget=ctx.config.inventory_budget, task_id=task_id)
+    config = ctx.config
+    storage = None  # POSIX: the mounts holding the roots, from statvfs
+    if filesystems.driver_kind(config.filesystem, config.roots, bin_dir=config.gpfs_bin_dir) == "gpfs":
+        # Pools, filesets and quotas from the mm commands; a failure sends no report at all,
+        # since the hub would replace the site's pools and filesets with a partial picture.
+        storage = filesystems.open_filesystem("gpfs", config.roots, bin_dir=config.gpfs_bin_dir).inventory()
+    report_ = inventory.build_report(site=config.site, node=config.node, roots=config.roots, spaces=spaces,
+                                     budget=config.inventory_budget, task_id=task_id, storage=storage)
     ctx.send(HubTask.INVENTORY, {"report": dict(report_)})
     return dict(report_)
 

@@ -71,7 +71,7 @@ from agent.drivers.posix import (
 )
 from agent.hsm.metadata import ObjectMetadata, to_metadata
 from agent.hsm.state import XATTR_NAME as RECORD_XATTR
-from agent.hsm.state import HsmRecord, HsmState, HsmStateError, Pending, clear_record, read_record
+from agent.hsm.state import HsmRecord, HsmState, Pending, clear_record
 from agent.libc import libc_function
 from agent.transfer import read_all
 
@@ -494,20 +494,10 @@ def run_recall_group(group: RecallGroup) -> list[LaneResult]:
     s = group.settings
     fs = PosixFilesystem([s.space_root], chunk_size=s.chunk_size)
     stores = {s.target_name: FolderStore(s.target_root, metadata=s.metadata, chunk_size=s.chunk_size)}
-    results: list[LaneResult] = [None] * len(group.rels)
-    mine: list[int] = []
-    for index, rel in enumerate(group.rels):
-        try:
-            record = read_record(os.path.join(s.space_root, rel))
-        except (OSError, HsmStateError):
-            record = None
-        if record is not None and record.target == s.target_name:
-            mine.append(index)
-    done = fs.recall_group([os.path.join(s.space_root, group.rels[i]) for i in mine], stores, verify=s.verify,
-                           default_uid=s.default_uid, default_gid=s.default_gid, restore_times=s.restore_times)
-    for index, result in zip(mine, done, strict=True):
-        results[index] = (str(result.status), result.message, result.key)
-    return results
+    done = fs.recall_group([os.path.join(s.space_root, rel) for rel in group.rels], stores, verify=s.verify,
+                           default_uid=s.default_uid, default_gid=s.default_gid, restore_times=s.restore_times,
+                           only_target=s.target_name)
+    return [None if result is None else (str(result.status), result.message, result.key) for result in done]
 
 
 # --- where groups run -------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 from urllib.parse import quote
 
 from agent import transfer
@@ -906,8 +906,8 @@ class PosixFilesystem:
         return self._run(path, body)
 
     def recall_group(self, paths: Sequence[str | os.PathLike[str]], stores: Stores, *, verify: bool = True,
-                     default_uid: int | None = None, default_gid: int | None = None,
-                     restore_times: bool = True) -> list[PathResult]:
+                     default_uid: int | None = None, default_gid: int | None = None, restore_times: bool = True,
+                     only_target: str | None = None) -> list[PathResult | None]:
         """``recall`` for a group of small stubs, with durability shared by the group: each file
         takes ``recall``'s steps in ``recall``'s order, but step by step across the group - record
         the recall as pending, write and check the bytes, restore owner and times and record
@@ -915,8 +915,12 @@ class PosixFilesystem:
         so it is durable for every file before the next step starts. The files stay open and
         locked from the first step to the last. A path that is not a stub of at most
         ``chunk_size`` bytes (resident, large, missing...), or whose file is locked (perhaps by
-        this group: the same file twice, a hard link), is handed to ``recall`` after the group."""
+        this group: the same file twice, a hard link), is handed to ``recall`` after the group.
+        With ``only_target``, a file whose record names another target (or that has none) is
+        left untouched, its result None: the caller takes it elsewhere."""
         results: list[PathResult | None] = [None] * len(paths)
+        parents: dict[str, tuple[str, str]] = {}  # resolve's cache for the group
+        untouched: set[int] = set()
         group: list[_GroupRecall] = []  # the files still going through the steps
         opened: list[_GroupRecall] = []  # every file kept open, closed at the end
         alone: list[int] = []
@@ -932,7 +936,11 @@ class PosixFilesystem:
                     except _Busy:  # perhaps by this group (the same file twice): alone, after it
                         alone.append(index)
                         return None
-                    record = self._settle_cut_release(f, read_record(f.fd))
+                    record = read_record(f.fd)
+                    if only_target is not None and (record is None or record.target != only_target):
+                        untouched.add(index)
+                        return None
+                    record = self._settle_cut_release(f, record)
                     if record is None or record.state != HsmState.MIGRATED or record.size > self.chunk_size:
                         alone.append(index)
                         return None
@@ -943,8 +951,9 @@ class PosixFilesystem:
                         opened.append(group[-1])
                     return refused
 
-                results[index] = self._step(shown, lambda path=path, begin=begin: begin(self.resolve(path)))
-                if results[index] is not None or (alone and alone[-1] == index):
+                results[index] = self._step(shown, lambda path=path, begin=begin: begin(
+                    self.resolve(path, parents=parents)))
+                if results[index] is not None or index in untouched or (alone and alone[-1] == index):
                     stack.close()
             group = self._synced(group, results, "the recall could not be recorded")
             _failpoint("recall-group:pending-synced")
@@ -967,8 +976,8 @@ class PosixFilesystem:
         for index in alone:
             results[index] = self.recall(paths[index], stores, verify=verify, default_uid=default_uid,
                                          default_gid=default_gid, restore_times=restore_times)
-        assert all(r is not None for r in results)
-        return cast(list[PathResult], results)
+        assert all((r is None) == (i in untouched) for i, r in enumerate(results))
+        return results
 
     def _step(self, shown: str, run: Callable[[], Any]) -> Any:
         """One step of a group's file: what ``run`` returned (None: go on), or its result when it

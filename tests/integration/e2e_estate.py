@@ -259,14 +259,14 @@ class Estate:
             path.write_text(secrets.token_urlsafe(18))
         return path.read_text()
 
-    def agent_env(self, site: Site) -> dict[str, str]:
+    def agent_env(self, site: Site, *, queues: str = "default=2") -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("AGENT_", "HUB_", "DJANGO_")) and k not in ("DATABASE_URL", "BROKER_URL")}
         env.update({
             "AGENT_BROKER_URL": REDIS_URL, "AGENT_HUB_QUEUE": self.hub_queue, "AGENT_KEY": site.agent_key,
             "AGENT_NODE": site.node, "AGENT_HEARTBEAT_INTERVAL": HEARTBEAT_SECONDS,
             "AGENT_STATE_DIR": str(self.tmp / f"agent-state-{site.name}"), "AGENT_POOL": "threads",
-            "AGENT_QUEUES": "default=2", "AGENT_INVENTORY_BUDGET": "2",
+            "AGENT_QUEUES": queues, "AGENT_INVENTORY_BUDGET": "2",
         })
         return env
 
@@ -406,13 +406,14 @@ class Estate:
             self.moto = None
 
     # --- agents ---------------------------------------------------------------------------------------
-    def start_agent(self, site: Site) -> None:
-        """The site's agent, in a mount namespace where the space path shows the site's folder."""
+    def start_agent(self, site: Site, *, queues: str = "default=2") -> None:
+        """The site's agent, in a mount namespace where the space path shows the site's folder
+        (``queues``: its ``AGENT_QUEUES``)."""
         agent = [sys.executable, "-m", "agent", "run", "--site", site.name, "--root", str(self.mount)]
         script = (f"mount --bind {shlex.quote(str(site.folder))} {shlex.quote(str(self.mount))} && "
                   f"exec {shlex.join(agent)}")
-        site.agent = spawn(f"agent-{site.name}", ["unshare", "-m", "sh", "-c", script], self.agent_env(site),
-                           self.tmp / f"agent-{site.name}.log")
+        site.agent = spawn(f"agent-{site.name}", ["unshare", "-m", "sh", "-c", script],
+                           self.agent_env(site, queues=queues), self.tmp / f"agent-{site.name}.log")
         self.processes.append(site.agent)
 
     def node(self, site: str) -> dict[str, Any] | None:

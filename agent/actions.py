@@ -727,7 +727,7 @@ def _recall_lane(ctx: ActionContext, stores: _StorePool, *, verify: bool, restor
                  default_uid: int | None, default_gid: int | None,
                  ) -> Callable[[str, tuple[str, ...]], RecallGroup | None] | None:
     """How small stubs are recalled in groups by the lane, or None where it does not apply (no
-    lane, or a driver other than POSIX's). A group goes to the lane when the first of its files
+    lane, or a driver not in ``LANE_DRIVERS``). A group goes to the lane when the first of its files
     with a record names a folder target; its files naming another target are handed back. The
     lane runs ``PosixFilesystem.recall_group``: ``recall``'s steps with one ``syncfs`` per step
     of a group, in the lane's processes or, where it has none (a prefork child), in this thread

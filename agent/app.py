@@ -173,8 +173,7 @@ class Runtime:
         """``posix`` or ``gpfs``: this node's filesystem driver (``agent.filesystems``), decided
         once per process."""
         filesystems = importlib.import_module("agent.filesystems")
-        kind = str(filesystems.driver_kind(self.config.filesystem, self.config.roots,
-                                           bin_dir=self.config.gpfs_bin_dir))
+        kind = str(filesystems.configured_kind(self.config))
         logger.info("filesystem driver: %s (filesystem = %s)", kind, self.config.filesystem)
         return kind
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.config import FILESYSTEMS
+from agent.config import FILESYSTEMS, AgentConfig
 from agent.drivers.gpfs import GpfsFilesystem
 from agent.drivers.gpfs_commands import DEFAULT_BIN_DIR
 from agent.drivers.posix import PosixFilesystem
@@ -23,7 +23,7 @@ from agent.inventory import Mount, mount_of, read_mounts
 
 GPFS_FSTYPE = "gpfs"
 
-__all__ = ["FILESYSTEMS", "driver_kind", "open_filesystem"]
+__all__ = ["FILESYSTEMS", "configured_kind", "driver_kind", "open_filesystem"]
 
 
 def driver_kind(configured: str, roots: Sequence[str | os.PathLike[str]], *,
@@ -39,6 +39,11 @@ def driver_kind(configured: str, roots: Sequence[str | os.PathLike[str]], *,
     on_gpfs = any((mount := mount_of(os.fspath(root), mounts)) is not None and mount.fstype == GPFS_FSTYPE
                   for root in roots)
     return "gpfs" if on_gpfs else "posix"
+
+
+def configured_kind(config: AgentConfig) -> str:
+    """``driver_kind`` for the agent's configuration (``filesystem``, ``roots``, ``gpfs_bin_dir``)."""
+    return driver_kind(config.filesystem, config.roots, bin_dir=config.gpfs_bin_dir)
 
 
 def open_filesystem(kind: str, roots: Sequence[str | os.PathLike[str]], *,

@@ -231,6 +231,20 @@ def count_tree(
     return SiteCounts(**counts), spaces_usage  # type: ignore[typeddict-item]
 
 
+def posix_storage(roots: Iterable[Path], mounts: Sequence[Mount] | None = None) -> dict[str, list[Any]]:
+    """Filesystems and pools as ``statvfs`` sees the mounts holding ``roots`` (one ``default``
+    pool each), and no filesets."""
+    filesystems: list[FilesystemReport] = []
+    pools: list[PoolReport] = []
+    for mount, vfs in filesystems_for(roots, mounts):
+        total, used, free = capacity(vfs)
+        filesystems.append(FilesystemReport(name=mount.mountpoint, mountpoint=mount.mountpoint, fstype=mount.fstype,
+                                            capacity=total, used_space=used, free_space=free))
+        pools.append(PoolReport(filesystem=mount.mountpoint, name=POOL_NAME, capacity=total, used_space=used,
+                                free_space=free, is_default=True))
+    return {"filesystems": filesystems, "pools": pools, "filesets": []}
+
+
 def build_report(
     *,
     site: str,
@@ -244,21 +258,14 @@ def build_report(
 ) -> InventoryReport:
     """The ``InventoryReport`` of this node (see the module docstring). ``storage``: the
     ``filesystems``, ``pools`` and ``filesets`` as a driver that knows more than ``statvfs``
-    reports them (``GpfsFilesystem.inventory``)."""
-    filesystems: list[FilesystemReport] = list(storage["filesystems"]) if storage is not None else []
-    pools: list[PoolReport] = list(storage["pools"]) if storage is not None else []
-    for mount, vfs in filesystems_for(roots, mounts) if storage is None else ():
-        total, used, free = capacity(vfs)
-        filesystems.append(FilesystemReport(name=mount.mountpoint, mountpoint=mount.mountpoint, fstype=mount.fstype,
-                                            capacity=total, used_space=used, free_space=free))
-        pools.append(PoolReport(filesystem=mount.mountpoint, name=POOL_NAME, capacity=total, used_space=used,
-                                free_space=free, is_default=True))
+    reports them (``GpfsFilesystem.inventory``); by default ``posix_storage``."""
+    parts = storage if storage is not None else posix_storage(roots, mounts)
     report = InventoryReport(
         site=site,
         node=node,
-        filesystems=filesystems,
-        pools=pools,
-        filesets=list(storage["filesets"]) if storage is not None else [],
+        filesystems=list(parts["filesystems"]),
+        pools=list(parts["pools"]),
+        filesets=list(parts["filesets"]),
         servers=[ServerReport(name=node, list_of_interfaces=interfaces())],
     )
     counted = count_tree(roots, spaces, budget=budget) if roots else None

@@ -166,7 +166,7 @@ def send_inventory(ctx: OrderContext, *, task_id: str | None = None) -> dict[str
     spaces = [str(record["mountpoint"]) for record in ctx.state.spaces() if isinstance(record.get("mountpoint"), str)]
     config = ctx.config
     storage = None  # POSIX: the mounts holding the roots, from statvfs
-    if filesystems.driver_kind(config.filesystem, config.roots, bin_dir=config.gpfs_bin_dir) == "gpfs":
+    if filesystems.configured_kind(config) == "gpfs":
         # Pools, filesets and quotas from the mm commands; a failure sends no report at all,
         # since the hub would replace the site's pools and filesets with a partial picture.
         storage = filesystems.open_filesystem("gpfs", config.roots, bin_dir=config.gpfs_bin_dir).inventory()

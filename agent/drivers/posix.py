@@ -781,9 +781,7 @@ class PosixFilesystem:
     def _release_open(self, f: _Open, record: HsmRecord, store: ObjectStore, opts: _MigrateOptions) -> _Outcome:
         """Premigrated/hydrated -> migrated: prove the local bytes still hash to the record and
         the remote copy verifies, then stub. No upload."""
-        summed = transfer.checksum_fd(f.fd, size=record.size, part_size=record.part_size, chunk_size=self.chunk_size,
-                                      should_cancel=opts.should_cancel)
-        if summed.size != record.size or summed.sha256 != record.sha256:
+        if not self._holds_recorded_content(f, record, should_cancel=opts.should_cancel):
             raise _Outcome(ResultStatus.FAILED, "local content no longer matches the remote copy; not released",
                            record.key)
         transfer.verify_remote(store, record.key, sha256=record.sha256, size=record.size,
@@ -847,9 +845,10 @@ class PosixFilesystem:
         os.fsync(f.fd)
         return settled
 
-    def _holds_recorded_content(self, f: _Open, record: HsmRecord) -> bool:
+    def _holds_recorded_content(self, f: _Open, record: HsmRecord, *, should_cancel: CancelFn | None = None) -> bool:
+        """Whether the open file's bytes hash to ``record`` (its checksum, plain or composite)."""
         summed = transfer.checksum_fd(f.fd, size=record.size, part_size=record.part_size,
-                                      chunk_size=self.chunk_size)
+                                      chunk_size=self.chunk_size, should_cancel=should_cancel)
         return summed.size == record.size and summed.sha256 == record.sha256
 
     def release(self, path: str | os.PathLike[str], stores: Stores, *, stub_size: int = 0,
@@ -921,8 +920,7 @@ class PosixFilesystem:
         results: list[PathResult | None] = [None] * len(paths)
         parents: dict[str, tuple[str, str]] = {}  # resolve's cache for the group
         untouched: set[int] = set()
-        group: list[_GroupRecall] = []  # the files still going through the steps
-        opened: list[_GroupRecall] = []  # every file kept open, closed at the end
+        opened: list[_GroupRecall] = []  # every file of the group, open and locked until the end
         alone: list[int] = []
         try:
             for index, path in enumerate(paths):
@@ -947,18 +945,18 @@ class PosixFilesystem:
                     store = self._store_for(stores, record.target)
                     refused = self._begin_recall(f, record)
                     if refused is None:
-                        group.append(_GroupRecall(index, shown, f, record, store, stack))
-                        opened.append(group[-1])
+                        opened.append(_GroupRecall(index, shown, f, record, store, stack))
                     return refused
 
                 results[index] = self._step(shown, lambda path=path, begin=begin: begin(
                     self.resolve(path, parents=parents)))
-                if results[index] is not None or index in untouched or (alone and alone[-1] == index):
+                if not opened or opened[-1].index != index:  # not in the group: nothing to hold
                     stack.close()
-            group = self._synced(group, results, "the recall could not be recorded")
+            group = self._synced(opened, results, "the recall could not be recorded")
             _failpoint("recall-group:pending-synced")
             for item in group:
-                item.fetched = self._step(item.shown, lambda item=item: item.fetch(self, verify))
+                item.fetched = self._step(item.shown, lambda item=item: self._fetch(
+                    item.f, item.record, item.store, verify=verify, durable=False))
                 results[item.index] = item.fetched if isinstance(item.fetched, PathResult) else None
             group = [item for item in group if results[item.index] is None]
             group = self._synced(group, results, "recalled bytes could not be made durable")
@@ -1289,9 +1287,6 @@ class _GroupRecall:
     store: ObjectStore
     stack: ExitStack
     fetched: Any = None  # (sha256, size) once its bytes are written
-
-    def fetch(self, fs: PosixFilesystem, verify: bool) -> tuple[str, int]:
-        return fs._fetch(self.f, self.record, self.store, verify=verify, durable=False)
 
 
 def finish_stub(fd: int, record: HsmRecord, atime_ns: int) -> None:
